@@ -227,8 +227,11 @@ def interval_table(
 
     if users is not None and not users.empty:
         series = users[["ts", "users"]].copy()
-        series["ts"] = pd.to_datetime(series["ts"], utc=True)
+        series["ts"] = pd.to_datetime(series["ts"], utc=True).astype(
+            "datetime64[us, UTC]"
+        )
         series = series.sort_values("ts")
+        table = table.assign(ts=table["ts"].astype("datetime64[us, UTC]"))
         table = table.sort_values("ts")
         merged = pd.merge_asof(
             table.drop(columns="users"), series, on="ts", direction="backward"

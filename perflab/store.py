@@ -140,7 +140,9 @@ def new_run_id(started: datetime | None = None, label: str = "") -> str:
     started = started or datetime.now(UTC)
     stamp = started.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     slug = re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-").lower()[:40]
-    parts = [stamp, slug, secrets.token_hex(2)] if slug else [stamp, secrets.token_hex(2)]
+    parts = (
+        [stamp, slug, secrets.token_hex(2)] if slug else [stamp, secrets.token_hex(2)]
+    )
     return "-".join(parts)
 
 
@@ -253,8 +255,12 @@ def to_arrow(name: str, frame: pd.DataFrame) -> pa.Table:
         if fld.name in frame.columns:
             column = frame[fld.name]
             if pa.types.is_timestamp(fld.type):
+                # Stored to the microsecond: finer digits are truncated, not refused.
                 column = pd.to_datetime(column, utc=True)
-            arrays.append(pa.array(column, type=fld.type, from_pandas=True))
+                array = pa.array(column, from_pandas=True).cast(fld.type, safe=False)
+            else:
+                array = pa.array(column, type=fld.type, from_pandas=True)
+            arrays.append(array)
         else:
             arrays.append(pa.nulls(len(frame), type=fld.type))
     return pa.Table.from_arrays(arrays, schema=schema)

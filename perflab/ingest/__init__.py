@@ -1,9 +1,9 @@
 """Ingest: turn load-test exports into a run in the run store.
 
-``ingest(paths)`` finds the files (folders are expanded), detects each file's format from
-its content, copies the files into a new run's ``raw/`` untouched, reads them with the
-format's reader, and writes the canonical tables. Tables the tool does not provide are
-derived from the per-request samples when there are any.
+``ingest(paths)`` finds the files (folders are expanded), detects each file's format
+from its content, copies the files into a new run's ``raw/`` untouched, reads them with
+the format's reader, and writes the canonical tables. Tables the tool does not provide
+are derived from the per-request samples when there are any.
 
 A reader is a module in this package with three names:
 
@@ -32,13 +32,15 @@ import pandas as pd
 from perflab import statistics
 from perflab.errors import InputError
 from perflab.ingest.base import Ingested, RequestSink, head_bytes
-from perflab.store import DEFAULT_STORE, Run, create_run, iso
+from perflab.store import DEFAULT_STORE, TABLES, Run, create_run, iso, open_run
 
 log = logging.getLogger(__name__)
 
 # Order matters: the first reader whose sniff() accepts a file wins, so the more
 # specific formats come first.
 _READER_MODULES = ("recorded", "locust", "k6", "jmeter", "gatling")
+
+RECORDED = "perflab-run"
 
 _SKIPPED_SUFFIXES = {".parquet", ".html", ".md", ".ipynb", ".png", ".svg", ".py"}
 
@@ -125,6 +127,8 @@ def ingest(
     modules = readers()
     if fmt is not None and fmt not in modules:
         raise InputError(f"Unknown format {fmt!r}; known formats: {sorted(modules)}.")
+    if len(paths) == 1 and (Path(paths[0]) / "run.json").is_file():
+        return reingest(Path(paths[0]), encoding=encoding)
     files = expand(paths)
     if not files:
         raise InputError(
@@ -151,6 +155,9 @@ def ingest(
         raise InputError(
             "None of the files is a load-test export perflab can read.", files[0]
         )
+    if RECORDED in by_format:
+        # A perflab run's raw folder also holds Locust's own exports: read them all.
+        by_format = {RECORDED: [p for group in by_format.values() for p in group]}
     if len(by_format) > 1:
         listing = "; ".join(
             f"{name}: {', '.join(p.name for p in group)}"
@@ -160,7 +167,7 @@ def ingest(
             "The files given hold several export formats that do not belong to one "
             f"run ({listing}). Ingest each set on its own."
         )
-    (found_fmt, group), = by_format.items()
+    ((found_fmt, group),) = by_format.items()
 
     run = create_run(store, run_id=run_id, label=found_fmt, **meta)
     try:
@@ -169,6 +176,26 @@ def ingest(
     except BaseException:
         shutil.rmtree(run.path, ignore_errors=True)
         raise
+    return run
+
+
+def reingest(path: Path, encoding: str | None = None) -> Run:
+    """Ingest a run folder again from its ``raw/`` files, replacing its tables."""
+    run = open_run(path)
+    files = expand([run.raw])
+    if not files:
+        raise InputError(
+            "The run's raw/ folder is empty; there is nothing to ingest.", run.raw
+        )
+    fmt = run.meta.get("format") or RECORDED
+    if fmt not in readers():
+        raise InputError(
+            f"run.json names an unknown format {fmt!r}.", run.path / "run.json"
+        )
+    for name in TABLES:
+        run.table_path(name).unlink(missing_ok=True)
+    run.meta["tables"] = {}
+    ingest_into(run, fmt, files, encoding=encoding)
     return run
 
 
@@ -238,13 +265,14 @@ def write_tables(run: Run, result: Ingested, requests_path: Path | None) -> None
         span = pd.Timestamp(meta["end"]) - pd.Timestamp(meta["start"])
         meta["duration_s"] = round(span.total_seconds(), 3)
     meta.pop("users_series", None)
-    run.meta.update(meta)
-    run.meta.update(
+    meta.update(
         tool=result.tool,
         tool_version=result.tool_version,
         format=result.fmt,
-        raw_files=sorted(p.name for p in result.files) or run.meta.get("raw_files"),
+        raw_files=sorted(p.name for p in result.files),
     )
+    # What the run already knows (from `perflab run`) is not replaced by a blank.
+    run.meta.update({key: value for key, value in meta.items() if value is not None})
     run.meta.setdefault("status", "completed")
     if run.meta["status"] == "interrupted" and not run.meta.get("command"):
         # An imported export: the tool finished writing it; we cannot know more.
@@ -260,4 +288,12 @@ def _users_series(result: Ingested) -> pd.DataFrame | None:
     return None
 
 
-__all__ = ["Ingested", "RequestSink", "detect", "expand", "ingest", "readers"]
+__all__ = [
+    "Ingested",
+    "RequestSink",
+    "detect",
+    "expand",
+    "ingest",
+    "readers",
+    "reingest",
+]

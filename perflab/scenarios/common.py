@@ -1,0 +1,37 @@
+"""What the plan's scenarios share: logging in on start, think time, the load shape."""
+
+from __future__ import annotations
+
+import os
+
+from locust import between
+from locust.contrib.fasthttp import FastHttpUser
+
+from perflab.shapes import StagesShape
+
+#: Think time between tasks, ``MIN,MAX`` seconds; the plan uses 1 to 2 s.
+WAIT_ENV = "PERFLAB_WAIT_S"
+
+
+def think_time():
+    """Locust wait_time from ``$PERFLAB_WAIT_S`` (default the plan's 1 to 2 s)."""
+    low, _, high = os.environ.get(WAIT_ENV, "1,2").partition(",")
+    return between(float(low), float(high or low))
+
+
+class PlanUser(FastHttpUser):
+    """A Publishing API user that logs in on start, as the plan's scenarios do."""
+
+    abstract = True
+    wait_time = think_time()
+
+    def on_start(self):
+        response = self.client.post(
+            "/auth/login",
+            json={"username": "test@example.com", "password": "password"},
+        )
+        token = response.json()["token"] if response.status_code == 200 else ""
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+
+__all__ = ["PlanUser", "StagesShape", "think_time"]
