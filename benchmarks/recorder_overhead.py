@@ -1,0 +1,173 @@
+"""What perflab's recorder costs Locust: the same load with and without it.
+
+Runs a FastHttpUser load (no think time) on loopback against a minimal keep-alive HTTP
+server, alternating runs without and with the recorder, and prints for each Locust's
+own request rate and the Locust process's CPU time per request. The server runs in its
+own process on uvloop so that Locust, not the server, is the bottleneck; check that the
+Locust CPU column is near 100 % (one core), else the rates compare the server.
+
+Usage::
+
+    python benchmarks/recorder_overhead.py [--seconds 15] [--users 20] [--repeats 3]
+
+Not a test: it prints numbers for a person to read; the README quotes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from multiprocessing import Process
+from pathlib import Path
+
+import perflab
+
+RECORDER = Path(perflab.__file__).parent / "scenarios" / "_record.py"
+
+LOCUSTFILE = """
+from locust import constant, task
+from locust.contrib.fasthttp import FastHttpUser
+
+class Hammer(FastHttpUser):
+    wait_time = constant(0)
+
+    @task
+    def hit(self):
+        self.client.get("/ping")
+"""
+
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n"
+    b"Connection: keep-alive\r\n\r\nok"
+)
+
+
+class _Answer(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+        self.buffer = b""
+
+    def data_received(self, data):
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            _, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+            self.transport.write(RESPONSE)
+
+
+def _serve(port: int) -> None:
+    import uvloop
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(_Answer, "127.0.0.1", port)
+        await server.serve_forever()
+
+    uvloop.run(main())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_once(
+    host: str, locustfile: Path, seconds: int, users: int, record: bool, work: Path
+):
+    """One Locust run; returns (requests/s, CPU us per request, CPU %)."""
+    run_dir = Path(tempfile.mkdtemp(dir=work))
+    (run_dir / "raw").mkdir()
+    files = f"{RECORDER},{locustfile}" if record else str(locustfile)
+    env = dict(os.environ)
+    if record:
+        env["PERFLAB_RUN_DIR"] = str(run_dir)
+    else:
+        env.pop("PERFLAB_RUN_DIR", None)
+    command = [
+        sys.executable, "-m", "locust", "-f", files, "--headless", "--host", host,
+        "-u", str(users), "-r", str(users), "-t", f"{seconds}s",
+        "--csv", str(run_dir / "locust"), "--only-summary", "--loglevel", "WARNING",
+        "--exit-code-on-error", "0",
+    ]  # fmt: skip
+    started = time.monotonic()
+    with open(run_dir / "locust.stderr", "wb") as stderr:
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=stderr
+        )
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.monotonic() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        tail = (run_dir / "locust.stderr").read_text(errors="replace")[-2000:]
+        raise SystemExit(f"locust exited with {process.returncode}:\n{tail}")
+    with open(run_dir / "locust_stats.csv", newline="") as handle:
+        row = next(r for r in csv.DictReader(handle) if r["Name"] == "Aggregated")
+    requests = int(row["Request Count"])
+    rate = float(row["Requests/s"])
+    cpu_s = usage.ru_utime + usage.ru_stime
+    if record:
+        recorded = sum(
+            sum(1 for _ in open(path)) - 1
+            for path in (run_dir / "raw").glob("perflab_requests-*.csv")
+        )
+        if recorded < requests:
+            print(f"  note: recorder kept {recorded} of {requests} requests")
+    return rate, 1e6 * cpu_s / max(requests, 1), 100 * cpu_s / wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    port = _free_port()
+    server = Process(target=_serve, args=(port,), daemon=True)
+    server.start()
+    time.sleep(1.0)
+    host = f"http://127.0.0.1:{port}"
+    results: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            locustfile = work / "hammer.py"
+            locustfile.write_text(LOCUSTFILE)
+            for repeat in range(args.repeats):
+                for record in (False, True):
+                    result = run_once(
+                        host, locustfile, args.seconds, args.users, record, work
+                    )
+                    results[record].append(result)
+                    label = "with recorder   " if record else "without recorder"
+                    print(
+                        f"run {repeat + 1} {label}: {result[0]:8.0f} req/s, "
+                        f"{result[1]:6.1f} us CPU per request, "
+                        f"Locust CPU {result[2]:5.1f} %"
+                    )
+    finally:
+        server.terminate()
+
+    base = statistics.median(r[0] for r in results[False])
+    with_recorder = statistics.median(r[0] for r in results[True])
+    cpu_base = statistics.median(r[1] for r in results[False])
+    cpu_rec = statistics.median(r[1] for r in results[True])
+    print(
+        f"\nmedian rate without recorder: {base:,.0f} req/s\n"
+        f"median rate with recorder:    {with_recorder:,.0f} req/s\n"
+        f"rate cost of the recorder:    {100 * (1 - with_recorder / base):.1f} %\n"
+        f"CPU per request:              {cpu_base:.1f} us without, {cpu_rec:.1f} us "
+        f"with ({100 * (cpu_rec / cpu_base - 1):+.1f} %)"
+    )
+
+
+if __name__ == "__main__":
+    main()
