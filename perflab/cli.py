@@ -18,6 +18,7 @@ from pathlib import Path
 
 from perflab import __version__
 from perflab.errors import PerflabError, PerflabWarning
+from perflab.shapes import DEFAULT_STAGES
 from perflab.store import DEFAULT_STORE
 
 log = logging.getLogger("perflab")
@@ -129,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--stages",
         type=_stages,
-        default="10s:20,40s:20,10s:0",
-        help="DURATION:USERS,... as in k6 (default 10s:20,40s:20,10s:0)",
+        default=DEFAULT_STAGES,
+        help=f"DURATION:USERS,... as in k6 (default {DEFAULT_STAGES})",
     )
     run.add_argument("--processes", type=int, default=1, help="Locust processes")
     run.add_argument(

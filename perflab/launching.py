@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -27,8 +28,7 @@ from perflab.errors import LaunchError
 from perflab.ingest import RECORDED, expand, ingest_into
 from perflab.monitoring import RESOURCES_FILE, ProcessGroup, ResourceMonitor
 from perflab.recording import RUN_DIR_ENV
-from perflab.scenarios import scenario_path
-from perflab.scenarios.common import WAIT_ENV
+from perflab.scenarios import WAIT_ENV, scenario_path
 from perflab.shapes import STAGES_ENV, Stage, format_stages, total_duration
 from perflab.store import DEFAULT_STORE, Run, create_run, iso
 
@@ -158,14 +158,12 @@ def run_locust(
     check_host(options.host, options.allow_remote)
     if not options.stages:
         raise LaunchError("A run needs at least one stage.")
-    import locust
-
     run = create_run(
         store,
         run_id=run_id,
         label=Path(options.scenario).stem,
         tool="locust",
-        tool_version=locust.__version__,
+        tool_version=version("locust"),
         format=RECORDED,
         scenario=options.scenario,
         host=options.host,

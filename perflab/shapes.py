@@ -5,19 +5,23 @@ commas, for example ``10s:20,40s:20,10s:0`` (ramp to 20 users over 10 s, hold 40
 down over 10 s). Users move linearly from the previous stage's count (0 at the start) to
 each stage's count over its duration. A run following stages stops by itself when the
 last stage ends.
+
+This module does not import Locust (importing Locust monkey-patches the process with
+gevent); the Locust shape class that follows the stages is in
+:mod:`perflab.scenarios.common`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass
 
-from locust import LoadTestShape
-
 #: The environment variable through which ``perflab run`` hands stages to Locust.
 STAGES_ENV = "PERFLAB_STAGES"
+
+#: Stages used when none are given.
+DEFAULT_STAGES = "10s:20,40s:20,10s:0"
 
 _DURATION = re.compile(
     r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$"
@@ -102,25 +106,21 @@ def users_at(stages: list[Stage], elapsed_s: float) -> float | None:
     return previous + (stage.users - previous) * into / stage.duration_s
 
 
-class StagesShape(LoadTestShape):
-    """A Locust load shape following the stages in ``$PERFLAB_STAGES``.
+def tick(stages: list[Stage], elapsed_s: float) -> tuple[int, float] | None:
+    """What a Locust shape asks for at a time into the run.
 
-    Each tick asks for the users the stages plan at that moment, with a spawn rate
-    that keeps up with the current stage's slope; after the last stage the shape
-    returns None and Locust stops the run.
+    Returns
+    -------
+    tuple or None
+        ``(users, spawn_rate)``: the users the stages plan now (rounded towards the
+        stage's target) and a spawn rate that keeps up with the stage's slope (at least
+        1 user/s); None once the last stage has ended, which stops the run.
     """
-
-    def __init__(self):
-        super().__init__()
-        self.stages = parse_stages(os.environ.get(STAGES_ENV, "10s:10,20s:10,5s:0"))
-
-    def tick(self):
-        elapsed = self.get_run_time()
-        located = _locate(self.stages, elapsed)
-        if located is None:
-            return None
-        stage, previous, _ = located
-        users = users_at(self.stages, elapsed)
-        rising = stage.users > previous
-        slope = abs(stage.users - previous) / stage.duration_s
-        return (math.ceil(users) if rising else math.floor(users)), max(slope, 1.0)
+    located = _locate(stages, elapsed_s)
+    if located is None:
+        return None
+    stage, previous, _ = located
+    users = users_at(stages, elapsed_s)
+    rising = stage.users > previous
+    slope = abs(stage.users - previous) / stage.duration_s
+    return (math.ceil(users) if rising else math.floor(users)), max(slope, 1.0)

@@ -3,6 +3,7 @@
 Each scenario is a locustfile in this folder; :func:`scenario_path` finds it by name.
 Every scenario logs in on start as the plan does, uses FastHttpUser (they need only
 HTTP), and follows the stages ``perflab run`` hands over (:mod:`perflab.shapes`).
+This package's ``__init__`` does not import Locust; the scenario files do.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from pathlib import Path
 from perflab.errors import LaunchError
 
 _HERE = Path(__file__).resolve().parent
+
+#: Think time between a user's tasks, ``MIN,MAX`` seconds; the plan uses 1 to 2 s.
+WAIT_ENV = "PERFLAB_WAIT_S"
 
 #: Scenario name -> what it exercises.
 SCENARIOS = {

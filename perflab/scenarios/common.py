@@ -4,19 +4,33 @@ from __future__ import annotations
 
 import os
 
-from locust import between
+from locust import LoadTestShape, between
 from locust.contrib.fasthttp import FastHttpUser
 
-from perflab.shapes import StagesShape
-
-#: Think time between tasks, ``MIN,MAX`` seconds; the plan uses 1 to 2 s.
-WAIT_ENV = "PERFLAB_WAIT_S"
+from perflab import shapes
+from perflab.scenarios import WAIT_ENV
 
 
 def think_time():
     """Locust wait_time from ``$PERFLAB_WAIT_S`` (default the plan's 1 to 2 s)."""
     low, _, high = os.environ.get(WAIT_ENV, "1,2").partition(",")
     return between(float(low), float(high or low))
+
+
+class StagesShape(LoadTestShape):
+    """A Locust load shape following the stages in ``$PERFLAB_STAGES``.
+
+    It stops the run (returns None) when the last stage ends; see
+    :func:`perflab.shapes.tick`.
+    """
+
+    def __init__(self):
+        super().__init__()
+        text = os.environ.get(shapes.STAGES_ENV, shapes.DEFAULT_STAGES)
+        self.stages = shapes.parse_stages(text)
+
+    def tick(self):
+        return shapes.tick(self.stages, self.get_run_time())
 
 
 class PlanUser(FastHttpUser):
