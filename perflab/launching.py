@@ -158,6 +158,7 @@ def run_locust(
     check_host(options.host, options.allow_remote)
     if not options.stages:
         raise LaunchError("A run needs at least one stage.")
+    scenario_path(options.scenario)  # an unknown scenario fails before a run exists
     run = create_run(
         store,
         run_id=run_id,
