@@ -207,8 +207,16 @@ def cmd_seed(args) -> int:
     from perflab.service import ServiceSettings, seed_subscribers
 
     settings = ServiceSettings(db_path=args.db) if args.db else ServiceSettings()
-    count = seed_subscribers(settings.db_path, args.count)
-    log.info("seeded %d subscribers into %s", count, settings.db_path)
+    summary = seed_subscribers(settings.db_path, args.count)
+    log.info(
+        "seeded %d subscribers, %d publications and %d engagement events into %s "
+        "in %.1f s",
+        summary.subscribers,
+        summary.publications,
+        summary.events,
+        summary.db_path,
+        summary.seconds,
+    )
     return 0
 
 
