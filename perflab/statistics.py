@@ -15,10 +15,10 @@ linear percentile (``method="linear"``)
     ``q * (n - 1)``: numpy's default and Hyndman and Fan's definition 7. k6 computes
     its trend percentiles this way, so use it to compare perflab's numbers with k6's.
 throughput
-    Completed requests per second of the window or interval.
+    Completed requests (with a response or an error) per second of the window; per
+    interval, requests are counted in the interval of their start.
 error rate
     Failed requests divided by all requests.
-
 confidence interval of a percentile
     A distribution-free interval ``[X_(l), X_(u)]`` between two order statistics of the
     samples (1-based ranks ``l < u``) that holds the true percentile of the
@@ -49,7 +49,9 @@ Every statistic here is computed from samples, or from mergeable histograms of s
 Per-interval percentiles use only the samples inside each interval; nothing is ever
 averaged across intervals or workers. Samples of several workers, files or runs are
 merged by concatenating them (:func:`merge_requests`): the ``requests`` table of a run
-already is the merged sample set of all its workers.
+already is the merged sample set of all its workers. Where only a tool's own aggregates
+exist, :func:`tidy_tool_percentiles` and :func:`resolution_note` say how far to trust
+them.
 """
 
 from __future__ import annotations
@@ -75,6 +77,13 @@ METHOD_DESCRIPTIONS = {
     "linear": "linear interpolation between closest ranks (numpy's default; the "
     "method k6 uses)",
 }
+
+
+#: Samples needed above a percentile for it to be reported without a caveat.
+MIN_TAIL_SAMPLES = 10
+
+#: Confidence level of the percentile intervals, unless asked otherwise.
+DEFAULT_CONFIDENCE = 0.95
 
 
 def percentiles(
@@ -116,7 +125,9 @@ def _percentile_values(latencies_ms, percentiles, method):
     return {name: float(value) for name, value in zip(names, result, strict=True)}
 
 
-def _summary(group: pd.DataFrame, seconds: float, method: str) -> dict[str, float]:
+def _summary(
+    group: pd.DataFrame, seconds: float, method: str, pcts: Sequence[float]
+) -> dict[str, float]:
     latency = group["latency_ms"].to_numpy(dtype=float)
     measured = latency[~np.isnan(latency)]
     failures = int((~group["ok"].astype(bool)).sum())
@@ -133,7 +144,7 @@ def _summary(group: pd.DataFrame, seconds: float, method: str) -> dict[str, floa
         if group["bytes"].notna().any()
         else float("nan"),
     }
-    row.update(percentiles(measured, PERCENTILES, method))
+    row.update(_percentile_values(measured, pcts, method))
     return row
 
 
@@ -151,7 +162,8 @@ def endpoint_table(
     method: str = DEFAULT_METHOD,
     seconds: float | None = None,
     intervals: bool = False,
-    confidence: float = 0.95,
+    confidence: float = DEFAULT_CONFIDENCE,
+    percentiles: Sequence[float] = PERCENTILES,
 ) -> pd.DataFrame:
     """Whole-window aggregates per endpoint, plus an ``Overall`` row.
 
@@ -172,12 +184,14 @@ def endpoint_table(
         stored table keeps its schema.
     confidence
         Confidence level of the intervals, in (0, 1).
+    percentiles
+        Percentiles (0-100) to report; the stored table has :data:`PERCENTILES`.
 
     Returns
     -------
     DataFrame
         The ``endpoints`` table columns (``requests``, ``failures``, ``error_rate`` =
-        failures / requests, ``throughput`` in requests per second, ``mean_ms``,
+        failures / requests, ``throughput`` = requests / ``seconds``, ``mean_ms``,
         ``min_ms``, ``max_ms``, the percentiles in ms, ``bytes_mean``), endpoints
         sorted by label, ``Overall`` last.
     """
@@ -194,21 +208,25 @@ def endpoint_table(
             "endpoint": label,
             "method": http_method,
             "name": name,
-            **_summary(group, seconds, method),
+            **_summary(group, seconds, method, percentiles),
         }
         if intervals:
             bounds = percentile_intervals(
-                group["latency_ms"], PERCENTILES, confidence, method, warn=False
+                group["latency_ms"], percentiles, confidence, method, warn=False
             )
             for bound in bounds.itertuples():
                 row[f"{bound.column}_low"] = bound.low
                 row[f"{bound.column}_high"] = bound.high
         rows.append(row)
-    columns = list(_ENDPOINT_COLUMNS)
+    columns = [
+        *_ENDPOINT_COLUMNS[:10],
+        *[percentile_column(p) for p in percentiles],
+        "bytes_mean",
+    ]
     if intervals:
         columns += [
             f"{percentile_column(p)}_{side}"
-            for p in PERCENTILES
+            for p in percentiles
             for side in ("low", "high")
         ]
     return pd.DataFrame(rows, columns=columns)
@@ -235,10 +253,16 @@ def interval_table(
     interval_s: float = 1.0,
     users: pd.DataFrame | None = None,
     method: str = DEFAULT_METHOD,
+    percentiles: Sequence[float] = PERCENTILES,
 ) -> pd.DataFrame:
     """Per-interval series per endpoint and overall, from the samples in each interval.
 
-    Requests are assigned to the interval holding their start time. Intervals with no
+    Requests are assigned to the interval holding their start time, and every number
+    of an interval comes from its own samples (percentiles of different intervals are
+    never averaged). ``throughput`` is the interval's requests divided by
+    ``interval_s``; intervals start on a whole second, so the first and the last
+    interval of a run are only partly inside it and their throughput is understated.
+    Intervals with no
     request of an endpoint are absent for that endpoint (not zero-filled) except in the
     ``Overall`` series, where an empty interval inside the run has ``requests = 0`` and
     NaN percentiles, since a stall with no completed request is itself information.
@@ -254,6 +278,15 @@ def interval_table(
         the last value at or before each interval start is used.
     method
         Percentile method, see :func:`percentiles`.
+    percentiles
+        Percentiles (0-100) to report; the stored table has :data:`PERCENTILES`.
+
+    Returns
+    -------
+    DataFrame
+        ``ts`` (interval start, UTC), ``interval_s``, ``endpoint``, ``requests``,
+        ``failures``, ``throughput`` (requests per second), ``users``, ``mean_ms``,
+        ``max_ms`` and the percentile columns in ms, ordered by endpoint and time.
     """
     columns = [
         "ts",
@@ -265,7 +298,7 @@ def interval_table(
         "users",
         "mean_ms",
         "max_ms",
-        *[percentile_column(p) for p in PERCENTILES],
+        *[percentile_column(p) for p in percentiles],
     ]
     if requests.empty:
         return pd.DataFrame(columns=columns)
@@ -277,12 +310,14 @@ def interval_table(
 
     rows = []
     for (start, label), group in frame.groupby(["_bucket", "endpoint"], sort=True):
-        rows.append(_interval_row(start, label, group, interval_s, method))
+        rows.append(_interval_row(start, label, group, interval_s, method, percentiles))
     overall_starts = pd.date_range(origin, bucket.max(), freq=step)
     by_bucket = dict(tuple(frame.groupby("_bucket")))
     for start in overall_starts:
         group = by_bucket.get(start, frame.iloc[0:0])
-        rows.append(_interval_row(start, OVERALL, group, interval_s, method))
+        rows.append(
+            _interval_row(start, OVERALL, group, interval_s, method, percentiles)
+        )
     table = pd.DataFrame(rows, columns=columns[:3] + columns[3:])
 
     if users is not None and not users.empty:
@@ -300,7 +335,7 @@ def interval_table(
     return table.sort_values(["endpoint", "ts"], kind="stable").reset_index(drop=True)
 
 
-def _interval_row(start, label, group, interval_s, method):
+def _interval_row(start, label, group, interval_s, method, pcts):
     latency = group["latency_ms"].to_numpy(dtype=float)
     measured = latency[~np.isnan(latency)]
     return {
@@ -313,7 +348,7 @@ def _interval_row(start, label, group, interval_s, method):
         "users": float("nan"),
         "mean_ms": float(measured.mean()) if measured.size else float("nan"),
         "max_ms": float(measured.max()) if measured.size else float("nan"),
-        **percentiles(measured, PERCENTILES, method),
+        **_percentile_values(measured, pcts, method),
     }
 
 
@@ -357,12 +392,6 @@ def label_requests(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 # -- confidence intervals and sample sizes ---------------------------------------------
-
-#: Samples needed above a percentile for it to be reported without a caveat.
-MIN_TAIL_SAMPLES = 10
-
-#: Confidence level of the percentile intervals, unless asked otherwise.
-DEFAULT_CONFIDENCE = 0.95
 
 
 def min_samples(percentile: float, tail: int = MIN_TAIL_SAMPLES) -> int:
@@ -429,9 +458,12 @@ def rank_interval(
     tail = (1.0 - confidence) / 2.0
     low = int(stats.binom.ppf(tail, n, quantile))
     high = int(stats.binom.ppf(1.0 - tail, n, quantile)) + 1
-    # ppf is the smallest k with cdf(k) >= p; floating error can leave it one off.
+    # ppf is the smallest k with cdf(k) >= p; floating error can leave it one off,
+    # and each end must keep at most `tail` of the probability outside it.
     while low >= 1 and stats.binom.cdf(low - 1, n, quantile) > tail:
         low -= 1
+    while high <= n and stats.binom.cdf(high - 1, n, quantile) < 1.0 - tail:
+        high += 1
     while high - 1 >= 1 and stats.binom.cdf(high - 2, n, quantile) >= 1.0 - tail:
         high -= 1
     low_rank = low if low >= 1 else None
@@ -687,7 +719,7 @@ class LatencyHistogram:
     0 ms, an absolute error under 1 microsecond. Percentiles from the histogram are
     therefore within a relative error e (plus that absolute microsecond) of the
     exact percentile of the recorded samples, for either method; the minimum and
-    maximum are kept exactly.
+    maximum (``min_ms``, ``max_ms``, p0 and p100) are kept exactly.
 
     Two histograms with the same relative error merge by adding counts
     (``a + b`` or :meth:`merge`), which gives exactly the histogram of the union of
@@ -777,8 +809,8 @@ class LatencyHistogram:
         values, weights = values[keep], weights[keep]
         if values.size == 0:
             return
-        if (values < 0).any():
-            raise ValueError("latencies must not be negative")
+        if (values < 0).any() or not np.isfinite(values).all():
+            raise ValueError("latencies must be finite and not negative")
         index = self.bucket(values)
         unique, inverse = np.unique(index, return_inverse=True)
         sums = np.bincount(inverse, weights=weights).astype(np.int64)
@@ -844,7 +876,11 @@ class LatencyHistogram:
         values = np.clip(self.bucket_value(keys), self.min_ms, self.max_ms)
 
         def at(rank0: np.ndarray) -> np.ndarray:  # value of 0-based sorted rank
-            return values[np.searchsorted(cumulative, rank0 + 1, side="left")]
+            found = values[np.searchsorted(cumulative, rank0 + 1, side="left")]
+            # The smallest and largest samples are known exactly.
+            return np.where(
+                rank0 == 0, self.min_ms, np.where(rank0 == n - 1, self.max_ms, found)
+            )
 
         # The positions numpy uses for n samples, so ranks match percentiles() exactly.
         qs = np.asarray(percentiles, dtype=float) / 100.0
