@@ -1,0 +1,325 @@
+"""Run the analysis notebooks on a run and turn the report notebook into HTML.
+
+:func:`analyze` executes every notebook of ``notebooks/`` (``latency``, ``findings``,
+``report``) with papermill, passing each the parameters it declares among ``run_dir``
+(the run folder) and ``out_dir`` (the output folder). It keeps each executed notebook
+beside the report and converts the executed report notebook to a self-contained
+``report.html`` with its code hidden and its figures embedded as base64 PNG images.
+The report notebook writes ``report.md`` and the figures itself, through
+:mod:`perflab.reporting`.
+
+The notebooks run in the Jupyter kernel named ``python3``; it must start the Python
+that runs perflab. ipykernel installs that kernel in the virtual environment, and
+jupyter_client starts the current interpreter for a kernel whose command is plain
+``python``. When the ``python3`` kernel found first names another interpreter, a
+kernel for this one is installed in ``sys.prefix`` under :data:`KERNEL_NAME`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from html import escape as html_escape
+from pathlib import Path
+
+import perflab
+from perflab.errors import AnalysisError
+from perflab.store import Run, open_run
+
+log = logging.getLogger(__name__)
+
+#: The notebooks, in the order they run; the last one writes the report.
+NOTEBOOKS = ("latency", "findings", "report")
+
+#: The kernel installed for this interpreter when ``python3`` names another one.
+KERNEL_NAME = "perflab-python3"
+
+DEFAULT_REPORTS = Path("reports")
+
+_PYTHON_NAMES = {"python", "python3", f"python3.{sys.version_info.minor}"}
+
+
+@dataclass
+class AnalysisResult:
+    """What :func:`analyze` wrote.
+
+    Attributes
+    ----------
+    run_id
+        The run analysed.
+    out_dir
+        The folder holding everything below.
+    report_md, report_html
+        The markdown report and its HTML rendering.
+    notebooks
+        The executed notebooks, in the order they ran.
+    figures
+        The PNG figures the report notebook saved.
+    seconds
+        Wall-clock time of the whole analysis, in seconds.
+    """
+
+    run_id: str
+    out_dir: Path
+    report_md: Path
+    report_html: Path
+    notebooks: list[Path] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def default_notebooks_dir() -> Path:
+    """The repository's ``notebooks/`` folder, found beside the package."""
+    return Path(perflab.__file__).resolve().parent.parent / "notebooks"
+
+
+def kernel_for_this_python() -> str:
+    """Name of a Jupyter kernel that starts the interpreter running perflab.
+
+    ``python3`` when the kernelspec found under that name starts ``python`` (which
+    jupyter_client replaces by ``sys.executable``) or this very interpreter; else a
+    kernelspec for this interpreter is installed into ``sys.prefix`` as
+    :data:`KERNEL_NAME` and its name returned.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    manager = KernelSpecManager()
+    try:
+        spec = manager.get_kernel_spec("python3")
+    except NoSuchKernel:
+        spec = None
+    if spec is not None and _starts_this_python(spec.argv):
+        return "python3"
+
+    try:
+        spec = manager.get_kernel_spec(KERNEL_NAME)
+        if _starts_this_python(spec.argv):
+            return KERNEL_NAME
+    except NoSuchKernel:
+        pass
+    from ipykernel.kernelspec import install
+
+    path = install(
+        kernel_name=KERNEL_NAME,
+        display_name=f"Python {sys.version_info.major}.{sys.version_info.minor} "
+        "(perflab)",
+        prefix=sys.prefix,
+    )
+    log.info(
+        "installed Jupyter kernel %s for %s in %s", KERNEL_NAME, sys.executable, path
+    )
+    return KERNEL_NAME
+
+
+def _starts_this_python(argv: list[str]) -> bool:
+    if not argv:
+        return False
+    command = argv[0]
+    if command in _PYTHON_NAMES:
+        return True
+    # compare without following symlinks: a virtual environment's python is a link
+    # to the base interpreter, which lacks the environment's packages
+    return os.path.abspath(command) == os.path.abspath(sys.executable)
+
+
+def analyze(
+    run: Run | str | Path,
+    out_dir: Path | str | None = None,
+    notebooks_dir: Path | str | None = None,
+    kernel_name: str | None = None,
+    timeout_s: float = 600.0,
+) -> AnalysisResult:
+    """Execute the analysis notebooks on a run and write its reports.
+
+    Parameters
+    ----------
+    run
+        A run, or its folder, or its id in the default store.
+    out_dir
+        Where to write; ``reports/<run_id>`` (relative to the working directory) by
+        default. Created when missing.
+    notebooks_dir
+        Folder holding ``latency.ipynb``, ``findings.ipynb`` and ``report.ipynb``; the
+        repository's ``notebooks/`` by default.
+    kernel_name
+        Jupyter kernel to run them in; by default one that starts this interpreter
+        (see :func:`kernel_for_this_python`).
+    timeout_s
+        Longest time one cell may run, in seconds.
+
+    Returns
+    -------
+    AnalysisResult
+        Paths of ``report.md``, ``report.html``, the executed notebooks and figures.
+
+    Raises
+    ------
+    AnalysisError
+        A notebook is missing or failed (the message names the notebook, the cell
+        and its error), or the report was not written.
+    """
+    import papermill
+
+    started = time.perf_counter()
+    run = run if isinstance(run, Run) else open_run(run)
+    out_dir = Path(out_dir) if out_dir is not None else DEFAULT_REPORTS / run.id
+    out_dir = out_dir.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    source_dir = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir()
+    kernel = kernel_name or kernel_for_this_python()
+    values = {"run_dir": str(run.path.resolve()), "out_dir": str(out_dir)}
+
+    missing = [n for n in NOTEBOOKS if not (source_dir / f"{n}.ipynb").exists()]
+    if missing:
+        raise AnalysisError(
+            f"The notebooks {', '.join(m + '.ipynb' for m in missing)} are not in "
+            f"{source_dir}; pass notebooks_dir= the folder that holds them."
+        )
+
+    executed = []
+    for name in NOTEBOOKS:
+        source = source_dir / f"{name}.ipynb"
+        target = out_dir / f"{name}.ipynb"
+        log.info("executing %s on run %s", source, run.id)
+        # pass each notebook only the parameters it declares
+        declared = papermill.inspect_notebook(str(source))
+        parameters = {k: v for k, v in values.items() if k in declared}
+        try:
+            papermill.execute_notebook(
+                str(source),
+                str(target),
+                parameters=parameters,
+                kernel_name=kernel,
+                cwd=str(out_dir),
+                progress_bar=False,
+                execution_timeout=timeout_s,
+            )
+        except papermill.PapermillExecutionError as exc:
+            raise AnalysisError(
+                f"Notebook {source.name} failed in cell In [{exc.exec_count}] "
+                f"(cell {exc.cell_index + 1} of the executed notebook): "
+                f"{exc.ename}: {_plain(exc.evalue)}. The partly executed notebook is "
+                f"{target}."
+            ) from None
+        except Exception as exc:  # kernel died, bad notebook, missing kernel...
+            raise AnalysisError(
+                f"Notebook {source.name} could not be executed: "
+                f"{type(exc).__name__}: {_plain(str(exc))}."
+            ) from exc
+        log.info("wrote executed notebook %s", target)
+        executed.append(target)
+
+    report_md = out_dir / "report.md"
+    if not report_md.exists():
+        raise AnalysisError(
+            f"The report notebook ran but did not write {report_md}; check that "
+            f"{source_dir / 'report.ipynb'} calls reporting.write_report(run, out_dir)."
+        )
+    report_html = write_html(
+        out_dir / "report.ipynb",
+        out_dir / "report.html",
+        title=f"Load test report: {run.id}",
+    )
+    figures = sorted((out_dir / "figures").glob("*.png"))
+
+    seconds = time.perf_counter() - started
+    log.info("analysed run %s in %.1f s; reports in %s", run.id, seconds, out_dir)
+    return AnalysisResult(
+        run_id=run.id,
+        out_dir=out_dir,
+        report_md=report_md,
+        report_html=report_html,
+        notebooks=executed,
+        figures=figures,
+        seconds=seconds,
+    )
+
+
+def write_html(
+    notebook: Path | str, html: Path | str, title: str | None = None
+) -> Path:
+    """Convert an executed notebook to HTML without its code, images embedded.
+
+    Parameters
+    ----------
+    notebook
+        The executed notebook.
+    html
+        The HTML file to write.
+    title
+        The page title; the notebook's file name without extension by default.
+
+    Raises
+    ------
+    AnalysisError
+        The HTML links an image instead of embedding it.
+    """
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    html = Path(html)
+    exporter = HTMLExporter(
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+        exclude_anchor_links=True,
+        embed_images=True,
+    )
+    # nbconvert's lab template drops an image's alt text and puts a placeholder in its
+    # place; put back the figures' own descriptions, in order
+    exporter.log = log.getChild("html")
+    node = nbformat.read(notebook, as_version=4)
+    name = title or Path(notebook).stem
+    body, _ = exporter.from_notebook_node(node, resources={"metadata": {"name": name}})
+    for text in _alt_texts(node):
+        body = body.replace(
+            f'alt="{_PLACEHOLDER_ALT}"', f'alt="{html_escape(text, quote=True)}"', 1
+        )
+    linked = [
+        src for src in _IMG_SRC.findall(body) if not src.startswith("data:image/")
+    ]
+    if linked:
+        raise AnalysisError(
+            f"{html.name} would link images instead of embedding them "
+            f"({', '.join(linked[:3])}); it would not be self-contained."
+        )
+    html.write_text(body, encoding="utf-8")
+    log.info("wrote %s", html)
+    return html
+
+
+_PLACEHOLDER_ALT = "No description has been provided for this image"
+
+
+class _AltTextRestored(logging.Filter):
+    """Drops nbconvert's missing-alt-text warning: write_html restores the text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Alternative text is missing" not in record.getMessage()
+
+
+log.getChild("html").addFilter(_AltTextRestored())
+
+
+def _alt_texts(node) -> list[str]:
+    """The alt text of each image output of a notebook, in order ("" when none)."""
+    texts = []
+    for cell in node.cells:
+        for output in cell.get("outputs", []):
+            if "image/png" in output.get("data", {}):
+                meta = output.get("metadata", {}).get("image/png", {})
+                texts.append(meta.get("alt") or _PLACEHOLDER_ALT)
+    return texts
+
+
+_IMG_SRC = re.compile(r"<img[^>]*?\ssrc=[\"']([^\"']*)[\"']", re.IGNORECASE)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _plain(text: str) -> str:
+    """An error message without terminal colour codes or a trailing full stop."""
+    return _ANSI.sub("", text or "").strip().rstrip(".")
