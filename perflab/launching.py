@@ -10,6 +10,7 @@ plus a margin) and a wall-clock timeout on the process stop it if the shape does
 
 from __future__ import annotations
 
+import csv
 import ipaddress
 import logging
 import os
@@ -23,6 +24,8 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import pandas as pd
 
 from perflab.errors import LaunchError
 from perflab.ingest import RECORDED, expand, ingest_into
@@ -244,25 +247,57 @@ def _wait(process: subprocess.Popen, timeout: float) -> str:
 
 
 def _note_request_counts(run: Run) -> None:
-    """Compare the recorder's request count with Locust's; say why they differ."""
+    """Compare the recorder's request count with Locust's, and say why they differ.
+
+    Locust rewrites its ``_stats.csv`` once a second from a background greenlet and
+    does not write it again at shutdown, so requests that complete after its last
+    write (at most about a second before the end, during ramp-down and the stop
+    timeout) are in the recorder's files only. The history CSV's last row carries the
+    time of that write (to the whole second), which bounds how many that can be.
+    """
     locust_count = run.meta.get("locust_aggregated_requests")
     recorded = run.meta.get("tables", {}).get("requests", {}).get("rows", 0)
     if locust_count is None:
-        note = "Locust's stats CSV has no Aggregated row to compare with."
-    elif locust_count == recorded:
-        note = (
-            f"Locust counted {locust_count:,} requests and the recorder kept "
-            f"{recorded:,}: the same requests. Requests still in flight when the run "
-            f"stopped had {STOP_TIMEOUT_S} s to finish; any that did not finish were "
-            "counted by neither."
+        run.meta["in_flight_at_stop"] = (
+            "Locust's stats CSV has no Aggregated row to compare the recorder with."
         )
-    else:
-        note = (
-            f"Locust counted {locust_count:,} requests and the recorder kept "
-            f"{recorded:,} (a difference of {recorded - locust_count:+,}). Both listen "
-            "to the same request event; the difference is requests that completed "
-            "after Locust wrote its final stats CSV (in flight at stop) or rows lost "
-            "when a process was stopped before the recorder flushed."
+        run.save()
+        return
+    difference = recorded - locust_count
+    note = (
+        f"Locust's stats CSV counts {locust_count:,} requests and the recorder kept "
+        f"{recorded:,} ({difference:+,})."
+    )
+    last_write = _last_history_write(run.raw / "locust_stats_history.csv")
+    if last_write is not None and recorded:
+        requests = run.table("requests", columns=["ts", "latency_ms"])
+        ends = requests["ts"] + pd.to_timedelta(requests["latency_ms"], unit="ms")
+        surely_after = int((ends >= last_write + pd.Timedelta(seconds=1)).sum())
+        maybe_after = int((ends >= last_write).sum())
+        explained = surely_after <= difference <= maybe_after
+        share = "the" if explained else "only part of the"
+        note += (
+            f" Locust last rewrote that file at {last_write:%H:%M:%S} UTC (to the "
+            "second) and not at shutdown; the recorder holds "
+            f"{surely_after:,} to {maybe_after:,} requests that completed after that "
+            f"write, still in flight then, which accounts for {share} difference."
         )
+    note += (
+        f" Requests still in flight at the very end had {STOP_TIMEOUT_S} s "
+        "(--stop-timeout) to finish; any that did not were counted by neither."
+    )
     run.meta["in_flight_at_stop"] = note
+    run.meta["in_flight_requests"] = difference
     run.save()
+
+
+def _last_history_write(path: Path) -> pd.Timestamp | None:
+    """Time of the last Aggregated row Locust wrote to its history CSV."""
+    if not path.exists():
+        return None
+    last = None
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("Name") == "Aggregated" and row.get("Timestamp", "").isdigit():
+                last = int(row["Timestamp"])
+    return pd.Timestamp(last, unit="s", tz="UTC") if last is not None else None
