@@ -23,6 +23,12 @@ Every ``/api/v1`` endpoint needs ``Authorization: Bearer <token>`` (401 otherwis
 Every ``/api/v1`` request counts against the rate limit (429); logging in does not,
 so that a limited run shows 429s rather than users left without a token.
 A request that waits longer than ``pool_timeout_s`` for a connection gets 503.
+
+With a ``cache_url`` (Redis), ``GET /api/v1/publications/{id}`` and both analytics
+endpoints answer from a cache when they can (:mod:`perflab.service.cache`), and
+scheduling a newsletter also pushes a job onto the ``queue_name`` list, drained by
+``queue_workers`` workers; ``/metrics`` then shows cache hits and misses and the
+queue's length.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from perflab.service import database as db
+from perflab.service.cache import Cache, JobQueue, open_cache
 from perflab.service.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -185,7 +192,7 @@ class ServiceState:
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         self.pool = db.ConnectionPool(
-            settings.db_path,
+            settings.database,
             settings.pool_size,
             query_delay_ms=settings.query_delay_ms,
             timeout_s=settings.pool_timeout_s,
@@ -200,6 +207,50 @@ class ServiceState:
         )
         self.metrics = RequestMetrics()
         self.started = time.time()
+        self.redis = None
+        self.cache: Cache | None = None
+        self.queue: JobQueue | None = None
+
+    async def open(self) -> None:
+        """Create the schema, open the pool, and connect the cache when there is one.
+
+        Raises
+        ------
+        LaunchError
+            When the database or the cache cannot be reached.
+        """
+        settings = self.settings
+        db.create_schema(settings.database)
+        self.pool.open()
+        if settings.cache_url:
+            try:
+                self.redis, self.cache, self.queue = await open_cache(
+                    settings.cache_url,
+                    settings.cache_ttl_s,
+                    settings.queue_name,
+                    settings.queue_workers,
+                    settings.queue_job_ms,
+                    namespace=hashlib.sha256(
+                        db.describe(settings.database).encode()
+                    ).hexdigest()[:8],
+                )
+            except BaseException:
+                self.pool.close()
+                raise
+
+    async def close(self) -> None:
+        """Stop the queue's workers and close the cache and the pool."""
+        if self.queue is not None:
+            await self.queue.stop()
+        if self.redis is not None:
+            await self.redis.aclose()
+        self.pool.close()
+
+    async def cached(self, key: str, work, *args):
+        """``query(work, *args)`` through the cache when there is one."""
+        if self.cache is None:
+            return await self.query(work, *args)
+        return await self.cache.get_or_load(key, lambda: self.query(work, *args))
 
     async def query(self, work, *args, **kwargs):
         """Run a query function of :mod:`database` on a pooled connection."""
@@ -264,6 +315,8 @@ async def health(state: State) -> dict[str, Any]:
     return {
         "status": "ok",
         "pool_size": state.pool.size,
+        "database": "postgresql" if db.is_postgres(state.pool.database) else "sqlite",
+        "cache": state.cache is not None,
         "uptime_s": round(time.time() - state.started, 3),
     }
 
@@ -271,8 +324,15 @@ async def health(state: State) -> dict[str, Any]:
 @public.get("/metrics", response_class=PlainTextResponse)
 async def metrics(state: State) -> PlainTextResponse:
     """Pool and request metrics in the Prometheus text format; needs no login."""
+    queue_length = None
+    if state.queue is not None:
+        try:
+            queue_length = await state.queue.length()
+        except Exception as exc:  # a metrics page must answer even so
+            log.warning("The queue's length cannot be read: %s", exc)
     return PlainTextResponse(
-        render_metrics(state), media_type="text/plain; version=0.0.4; charset=utf-8"
+        render_metrics(state, queue_length),
+        media_type="text/plain; version=0.0.4; charset=utf-8",
     )
 
 
@@ -312,7 +372,9 @@ async def list_publications(
 @api.get("/publications/{publication_id}")
 async def get_publication(publication_id: int, state: State) -> dict[str, Any]:
     """One publication; 404 when there is no such id."""
-    found = await state.query(db.get_publication, publication_id)
+    found = await state.cached(
+        f"publication:{publication_id}", db.get_publication, publication_id
+    )
     if found is None:
         raise HTTPException(404, f"There is no publication {publication_id}.")
     return found
@@ -320,13 +382,26 @@ async def get_publication(publication_id: int, state: State) -> dict[str, Any]:
 
 @api.post("/publications/newsletter/schedule", status_code=202)
 async def schedule_newsletter(body: NewsletterSchedule, state: State) -> dict[str, Any]:
-    """Schedule a newsletter to every active subscriber; answers 202."""
-    return await state.query(
+    """Schedule a newsletter to every active subscriber; answers 202.
+
+    With a cache, a delivery job also goes onto the queue; a queue that cannot be
+    reached makes the request fail (500), as it would in a Celery deployment.
+    """
+    scheduled = await state.query(
         db.schedule_newsletter,
         body.content_ids,
         body.channels,
         body.scheduled_time.isoformat(),
     )
+    if state.queue is not None:
+        await state.queue.push(
+            {
+                "task": "publishing.deliver_newsletter",
+                "publication_id": scheduled["id"],
+                "recipients": scheduled["recipients"],
+            }
+        )
+    return scheduled
 
 
 @api.post("/alerts", status_code=201)
@@ -376,14 +451,22 @@ async def engagement(
 ) -> dict[str, Any]:
     """Engagement funnel per day over a window of whole days, both included."""
     _check_window(start_date, end_date)
-    return await state.query(db.engagement, start_date, end_date, channel_type)
+    return await state.cached(
+        f"engagement:{start_date}:{end_date}:{channel_type or 'all'}",
+        db.engagement,
+        start_date,
+        end_date,
+        channel_type,
+    )
 
 
 @api.get("/analytics/performance")
 async def performance(state: State, start_date: date, end_date: date) -> dict[str, Any]:
     """Funnel per publication type and channel, and the most clicked publications."""
     _check_window(start_date, end_date)
-    return await state.query(db.performance, start_date, end_date)
+    return await state.cached(
+        f"performance:{start_date}:{end_date}", db.performance, start_date, end_date
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -430,20 +513,23 @@ def _label(value: object) -> str:
     return text.replace("\n", "\\n")
 
 
-def render_metrics(state: ServiceState) -> str:
+def render_metrics(state: ServiceState, queue_length: int | None = None) -> str:
     """The service's metrics in the Prometheus text exposition format.
 
     Parameters
     ----------
     state
         The app's state.
+    queue_length
+        Jobs waiting in the queue now, when there is a queue and it was read.
 
     Returns
     -------
     str
         Pool gauges and counters (``perflab_db_pool_*``), request counts and time by
         method, route template and status (``perflab_http_*``), and rate-limit
-        refusals.
+        refusals; with a cache, its hits, misses and errors (``perflab_cache_*``)
+        and the queue's jobs (``perflab_queue_*``).
     """
     pool = state.pool
     lines: list[str] = []
@@ -549,6 +635,49 @@ def render_metrics(state: ServiceState) -> str:
         "The configured rate limit in requests per second (0: none).",
         state.settings.rate_limit_rps or 0,
     )
+
+    cache = state.cache
+    if cache is not None:
+        one(
+            "perflab_cache_hits_total",
+            "counter",
+            "Reads answered from the Redis cache.",
+            cache.hits,
+        )
+        one(
+            "perflab_cache_misses_total",
+            "counter",
+            "Cacheable reads that went to the database.",
+            cache.misses,
+        )
+        one(
+            "perflab_cache_errors_total",
+            "counter",
+            "Redis commands of the cache that failed.",
+            cache.errors,
+        )
+    queue = state.queue
+    if queue is not None:
+        if queue_length is not None:
+            one(
+                "perflab_queue_length",
+                "gauge",
+                "Jobs waiting in the queue now.",
+                queue_length,
+            )
+        one("perflab_queue_workers", "gauge", "Queue workers.", queue.workers)
+        one(
+            "perflab_queue_enqueued_total",
+            "counter",
+            "Jobs pushed onto the queue.",
+            queue.enqueued,
+        )
+        one(
+            "perflab_queue_done_total",
+            "counter",
+            "Jobs the workers finished.",
+            queue.done,
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -576,20 +705,20 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        db.create_schema(settings.db_path)
-        state.pool.open()
+        await state.open()
         log.info(
             "Sample service ready: pool_size=%d, query_delay_ms=%g, "
-            "rate_limit_rps=%s, database %s",
+            "rate_limit_rps=%s, database %s, cache %s",
             settings.pool_size,
             settings.query_delay_ms,
             settings.rate_limit_rps,
-            settings.db_path,
+            db.describe(settings.database),
+            "on" if state.cache is not None else "off",
         )
         try:
             yield
         finally:
-            state.pool.close()
+            await state.close()
             log.info("Sample service stopped")
 
     app = FastAPI(

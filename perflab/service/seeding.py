@@ -1,7 +1,8 @@
 """Fill the sample service's database with the plan's test data, in bulk.
 
 The plan's seed script creates 100,000 subscribers one HTTP request at a time; here
-they are written straight into SQLite in one transaction, with publications and
+they are written straight into the database (SQLite, or PostgreSQL by ``COPY``) in one
+transaction, with publications and
 engagement events spread over 2025-09-01 to 2025-11-30 so that the analytics
 endpoints (queried by the plan for October 2025) aggregate real rows. The data is
 drawn from a seeded random generator: the same arguments give the same database, so
@@ -58,7 +59,7 @@ class SeedSummary:
     Attributes
     ----------
     db_path
-        The database file.
+        The database file, or the PostgreSQL URL without its password.
     subscribers, publications, events
         Rows now in the ``subscribers``, seeded ``publications`` and
         ``engagement_events`` tables.
@@ -66,7 +67,7 @@ class SeedSummary:
         Wall time the seeding took, in seconds.
     """
 
-    db_path: Path
+    db_path: Path | str
     subscribers: int
     publications: int
     events: int
@@ -94,8 +95,9 @@ def seed_subscribers(
     Parameters
     ----------
     db_path
-        The database file; the service's default file when omitted. Created, with
-        its schema, when absent.
+        The database file, or a PostgreSQL URL (``postgresql://...``); the
+        service's default file when omitted. The file and the schema are created
+        when absent.
     count
         Number of subscribers, 0 or more.
     publications
@@ -127,18 +129,48 @@ def seed_subscribers(
         raise ValueError(
             f"publications must be at least 1 when there are events, not {publications}"
         )
-    db_path = Path(default_db_path() if db_path is None else db_path)
+    database = default_db_path() if db_path is None else db_path
+    database = database if db.is_postgres(database) else Path(database)
     started = time.perf_counter()
     rng = random.Random(random_seed)
 
-    db.create_schema(db_path)
+    db.create_schema(database)
     subscribers = _subscribers(rng, count)
     pubs = _publications(rng, publications)
     events = _events(
         rng, subscribers, publications, round(count * events_per_subscriber)
     )
 
-    conn = db.connect(db_path)
+    conn = db.connect(database)
+    if isinstance(conn, db.PostgresConnection):
+        try:
+            _write_postgres(conn, subscribers, pubs, events)
+        finally:
+            conn.close()
+    else:
+        _write_sqlite(conn, subscribers, pubs, events)
+
+    summary = SeedSummary(
+        db_path=db.describe(database) if db.is_postgres(database) else database,
+        subscribers=count,
+        publications=len(pubs),
+        events=len(events),
+        seconds=time.perf_counter() - started,
+    )
+    log.info(
+        "Seeded %s with %d subscribers, %d publications and %d engagement events "
+        "in %.2f s",
+        summary.db_path,
+        summary.subscribers,
+        summary.publications,
+        summary.events,
+        summary.seconds,
+    )
+    return summary
+
+
+def _write_sqlite(conn, subscribers: list, pubs: list, events: list) -> None:
+    """Replace every table's rows in one SQLite transaction."""
     try:
         conn.execute("BEGIN IMMEDIATE")
         for table in ("engagement_events", "alerts", "publications", "subscribers"):
@@ -172,23 +204,37 @@ def seed_subscribers(
     finally:
         conn.close()
 
-    summary = SeedSummary(
-        db_path=db_path,
-        subscribers=count,
-        publications=len(pubs),
-        events=len(events),
-        seconds=time.perf_counter() - started,
-    )
-    log.info(
-        "Seeded %s with %d subscribers, %d publications and %d engagement events "
-        "in %.2f s",
-        db_path,
-        summary.subscribers,
-        summary.publications,
-        summary.events,
-        summary.seconds,
-    )
-    return summary
+
+def _write_postgres(conn, subscribers: list, pubs: list, events: list) -> None:
+    """Replace every table's rows in one PostgreSQL transaction, by ``COPY``."""
+    with conn.transaction():
+        conn.execute(f"TRUNCATE {', '.join(db.TABLES)} RESTART IDENTITY")
+        with conn.raw.cursor() as cursor:
+            with cursor.copy(
+                "COPY subscribers (id, email, preferred_channels, topic_interests,"
+                " status, created_at) FROM STDIN"
+            ) as copy:
+                for row in subscribers:
+                    copy.write_row((row[0], *row[2:]))
+            with cursor.copy(
+                "COPY publications (id, publication_type, content_ids, channels,"
+                " status, scheduled_time, recipients, created_at) FROM STDIN"
+            ) as copy:
+                for row in pubs:
+                    copy.write_row(row)
+            with cursor.copy(
+                "COPY engagement_events (publication_id, subscriber_id,"
+                " channel_type, event_type, occurred_at) FROM STDIN"
+            ) as copy:
+                for row in events:
+                    copy.write_row(row)
+        # Explicit ids do not move the identity sequences; new rows go after them.
+        for table in ("subscribers", "publications"):
+            conn.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                f" coalesce(max(id), 0) + 1, false) FROM {table}"
+            )
+    conn.execute("ANALYZE")
 
 
 def _stamp(moment: datetime) -> str:

@@ -78,6 +78,27 @@ class ServiceSettings:
     access_log
         Whether uvicorn logs every request; off by default because it costs
         throughput under load.
+    database_url
+        A PostgreSQL DSN (``postgresql://user:password@127.0.0.1:5432/app``); the
+        pool then holds PostgreSQL connections and ``db_path`` is not used. ``None``
+        (the default) uses the SQLite file ``db_path``.
+    cache_url
+        A Redis URL (``redis://127.0.0.1:6379/0``) for the cache and the job queue;
+        ``None`` (the default) means no cache and no queue. With it, publication
+        reads and analytics results are cached for ``cache_ttl_s``, and scheduling
+        a newsletter pushes a job onto the Redis list ``queue_name``.
+    cache_ttl_s
+        How long, in seconds, a cached read stays valid.
+    queue_name
+        The Redis list newsletter jobs are pushed onto (Celery's default queue is
+        the list ``celery``).
+    queue_workers
+        Workers in the service that take jobs off the queue, each one job at a
+        time; 0 (the default) leaves the queue to grow, as when the workers are
+        down or absent.
+    queue_job_ms
+        How long, in milliseconds, a worker spends on one job; the workers drain
+        at most ``queue_workers * 1000 / queue_job_ms`` jobs per second.
     """
 
     db_path: Path = field(default_factory=default_db_path)
@@ -91,6 +112,12 @@ class ServiceSettings:
     static_token: str | None = DEFAULT_STATIC_TOKEN
     token_secret: str = ""
     access_log: bool = False
+    database_url: str | None = None
+    cache_url: str | None = None
+    cache_ttl_s: float = 60.0
+    queue_name: str = "celery"
+    queue_workers: int = 0
+    queue_job_ms: float = 50.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "db_path", Path(self.db_path))
@@ -112,12 +139,38 @@ class ServiceSettings:
                 "rate_limit_rps must be more than 0 (or None for no limit), "
                 f"not {self.rate_limit_rps}"
             )
+        if self.cache_ttl_s <= 0:
+            problems.append(f"cache_ttl_s must be more than 0, not {self.cache_ttl_s}")
+        if self.queue_workers < 0:
+            problems.append(
+                f"queue_workers must be 0 or more, not {self.queue_workers}"
+            )
+        if self.queue_job_ms < 0:
+            problems.append(f"queue_job_ms must be 0 or more, not {self.queue_job_ms}")
+        if not self.queue_name:
+            problems.append("queue_name must not be empty")
+        if self.database_url is not None and not self.database_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            problems.append(
+                "database_url must be a PostgreSQL URL (postgresql://...), "
+                f"not {self.database_url.split('://')[0]!r}"
+            )
+        if self.cache_url is not None and not self.cache_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            problems.append("cache_url must be a Redis URL (redis://...)")
         if problems:
             raise LaunchError(
                 "The sample service cannot start with these settings: "
                 + "; ".join(problems)
                 + "."
             )
+
+    @property
+    def database(self) -> str | Path:
+        """Where the data is: ``database_url`` when set, else the file ``db_path``."""
+        return self.database_url if self.database_url else self.db_path
 
     def to_env(self) -> dict[str, str]:
         """Return the settings as ``PERFLAB_SERVICE_*`` environment variables.
@@ -168,8 +221,15 @@ class ServiceSettings:
         return cls(**values)
 
 
-_FLOATS = {"query_delay_ms", "pool_timeout_s", "token_ttl_s"}
-_OPTIONAL_STRINGS = {"static_token"}
+_FLOATS = {
+    "query_delay_ms",
+    "pool_timeout_s",
+    "token_ttl_s",
+    "cache_ttl_s",
+    "queue_job_ms",
+}
+_INTS = {"pool_size", "queue_workers"}
+_OPTIONAL_STRINGS = {"static_token", "database_url", "cache_url"}
 
 
 def _parse(variable: str, text: str, name: str):
@@ -177,7 +237,7 @@ def _parse(variable: str, text: str, name: str):
     try:
         if name == "db_path":
             return Path(text)
-        if name == "pool_size":
+        if name in _INTS:
             return int(text)
         if name in _FLOATS:
             return float(text)
@@ -225,6 +285,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rate-limit-rps",
         type=float,
         help="requests per second accepted across all clients (429 above)",
+    )
+    parser.add_argument(
+        "--database-url",
+        help="PostgreSQL DSN to use instead of the SQLite file",
+    )
+    parser.add_argument(
+        "--cache-url", help="Redis URL for the read cache and the job queue"
+    )
+    parser.add_argument(
+        "--cache-ttl-s", type=float, help="lifetime of cached reads, in seconds"
+    )
+    parser.add_argument("--queue-name", help="Redis list newsletter jobs go onto")
+    parser.add_argument(
+        "--queue-workers",
+        type=int,
+        help="workers draining the job queue (0: none, the queue grows)",
+    )
+    parser.add_argument(
+        "--queue-job-ms", type=float, help="time a worker spends per job, in ms"
     )
     parser.add_argument(
         "--access-log",
