@@ -58,36 +58,40 @@ def _duration(text: str) -> float:
 
 
 def _add_service_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", type=Path, help="SQLite database file of the service")
-    parser.add_argument(
-        "--pool-size", type=int, default=8, help="database connections (default 8)"
-    )
-    parser.add_argument(
-        "--query-delay-ms",
-        type=float,
-        default=0.0,
-        help="extra service time per database query, in ms (default 0)",
-    )
-    parser.add_argument(
-        "--rate-limit",
-        type=float,
-        default=None,
-        metavar="RPS",
-        help="answer 429 above this many requests per second (default: no limit)",
-    )
+    from perflab.service import add_arguments
+
+    add_arguments(parser.add_argument_group("sample service"))
 
 
 def _service_settings(args):
-    from perflab.service import ServiceSettings
+    from perflab.service import settings_from_arguments
 
-    fields = {
-        "pool_size": args.pool_size,
-        "query_delay_ms": args.query_delay_ms,
-        "rate_limit_rps": args.rate_limit,
-    }
-    if args.db is not None:
-        fields["db_path"] = args.db
-    return ServiceSettings(**fields)
+    return settings_from_arguments(args)
+
+
+def _add_probe_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("resource monitor")
+    group.add_argument("--target-pid", type=int, help="PID of the service to monitor")
+    group.add_argument(
+        "--target-match", help="regular expression matching the service's command"
+    )
+    group.add_argument("--target-name", help="process name of the service")
+    group.add_argument("--postgres", metavar="DSN", help="PostgreSQL to monitor")
+    group.add_argument("--redis", metavar="URL", help="Redis to monitor")
+    group.add_argument(
+        "--redis-list",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Redis list whose length to record (a Celery queue); repeatable",
+    )
+    group.add_argument(
+        "--prometheus",
+        action="append",
+        default=[],
+        metavar="[NAME=]URL",
+        help="a Prometheus metrics page to record; repeatable",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     seed = commands.add_parser("seed", help="fill the sample service with test data")
     seed.add_argument("--count", type=int, default=100_000, help="subscribers")
-    seed.add_argument("--db", type=Path, help="SQLite database file of the service")
+    seed.add_argument("--db-path", type=Path, help="SQLite database file")
+    seed.add_argument("--database-url", help="PostgreSQL DSN instead of SQLite")
     seed.set_defaults(func=cmd_seed)
 
     run = commands.add_parser("run", help="run a headless Locust load test")
@@ -137,10 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--wait", type=_wait, default=(1.0, 2.0), help="think time MIN,MAX seconds"
     )
-    run.add_argument("--target-pid", type=int, help="PID of the service to monitor")
-    run.add_argument(
-        "--target-match", help="regular expression matching the service's command"
-    )
+    _add_probe_options(run)
     run.add_argument("--env", default="local", help="environment label for reports")
     run.add_argument(
         "--allow-remote",
@@ -206,8 +208,9 @@ def cmd_serve(args) -> int:
 def cmd_seed(args) -> int:
     from perflab.service import ServiceSettings, seed_subscribers
 
-    settings = ServiceSettings(db_path=args.db) if args.db else ServiceSettings()
-    seed_subscribers(settings.db_path, args.count)  # logs what it wrote
+    fields = {"db_path": args.db_path, "database_url": args.database_url}
+    settings = ServiceSettings(**{k: v for k, v in fields.items() if v})
+    seed_subscribers(settings.database, args.count)  # logs what it wrote
     return 0
 
 
@@ -222,6 +225,11 @@ def cmd_run(args) -> int:
         wait_s=args.wait,
         target_pid=args.target_pid,
         target_match=args.target_match,
+        target_name=args.target_name,
+        postgres_dsn=args.postgres,
+        redis_url=args.redis,
+        redis_lists=args.redis_list,
+        prometheus_urls=args.prometheus,
         environment=args.env,
         allow_remote=args.allow_remote,
     )
@@ -290,6 +298,9 @@ def cmd_runs(args) -> int:
 def cmd_demo(args) -> int:
     from perflab.demo import run_demo
 
+    if args.db_path is None and args.database_url is None:
+        # The demo's data lives beside its run store, not in the shared default file.
+        args.db_path = args.store.parent / "demo-service.sqlite3"
     result = run_demo(
         duration_s=args.duration,
         users=args.users,

@@ -48,8 +48,9 @@ def run_demo(
     seed_count
         Subscribers written into the service's database before the load.
     settings
-        :class:`perflab.service.ServiceSettings`; a fresh database file in the store's
-        folder by default.
+        :class:`perflab.service.ServiceSettings`; a database file beside the store by
+        default. With a PostgreSQL ``database_url`` and a Redis ``cache_url`` the
+        monitor probes both servers too.
     store, reports
         The run store, and the report folder (``reports/<run_id>`` by default).
     """
@@ -60,7 +61,7 @@ def run_demo(
     store.mkdir(parents=True, exist_ok=True)
     if settings is None:
         settings = ServiceSettings(db_path=store.parent / "demo-service.sqlite3")
-    seed_subscribers(settings.db_path, seed_count)
+    seed_subscribers(settings.database, seed_count)
 
     with start_service(settings) as service:
         log.info("sample service listening on %s (pid %s)", service.url, service.pid)
@@ -70,13 +71,20 @@ def run_demo(
             stages=demo_stages(duration_s, users),
             wait_s=DEMO_WAIT_S,
             target_pid=service.pid,
+            # The service's own metrics hold its pool and queue: the evidence for
+            # the pool-exhausted and queue-backed-up findings.
+            prometheus_urls=[f"service={service.url}/metrics"],
+            postgres_dsn=settings.database_url,
+            redis_url=settings.cache_url,
+            redis_lists=[settings.queue_name] if settings.cache_url else [],
             environment="local demo",
         )
         run = run_locust(options, store=store)
     run.meta["service"] = {
         "pool_size": settings.pool_size,
         "query_delay_ms": settings.query_delay_ms,
-        "database": "SQLite",
+        "database": "PostgreSQL" if settings.database_url else "SQLite",
+        "cache": "Redis" if settings.cache_url else None,
     }
     run.save()
     return analyze(run, out_dir=reports or Path("reports") / run.id)

@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -30,6 +31,7 @@ import pandas as pd
 from perflab.errors import LaunchError
 from perflab.ingest import RECORDED, expand, ingest_into
 from perflab.monitoring import RESOURCES_FILE, ProcessGroup, ResourceMonitor
+from perflab.probes import close_probes, probes_from_options, start_probes
 from perflab.recording import RUN_DIR_ENV
 from perflab.scenarios import WAIT_ENV, scenario_path
 from perflab.shapes import STAGES_ENV, Stage, format_stages, total_duration
@@ -60,8 +62,12 @@ class LocustOptions:
         Locust processes on this machine (``--processes``); 1 runs a single process.
     wait_s
         Think time ``(min, max)`` in seconds between a user's tasks.
-    target_pid, target_match
-        How the resource monitor finds the service's processes (optional).
+    target_pid, target_match, target_name
+        How the resource monitor finds the service's processes (optional): a PID
+        and its children, a command-line pattern, or a process name.
+    postgres_dsn, redis_url, redis_lists, prometheus_urls
+        Further probes (see :func:`perflab.probes.probes_from_options`); each is
+        connected before any load is sent, so a wrong address fails the run early.
     environment
         A label for the report (``local``, ``staging`` ...).
     allow_remote
@@ -76,6 +82,11 @@ class LocustOptions:
     wait_s: tuple[float, float] = (1.0, 2.0)
     target_pid: int | None = None
     target_match: str | None = None
+    target_name: str | None = None
+    postgres_dsn: str | None = None
+    redis_url: str | None = None
+    redis_lists: list[str] = field(default_factory=list)
+    prometheus_urls: list[str] = field(default_factory=list)
     environment: str = "local"
     allow_remote: bool = False
     extra_args: list[str] = field(default_factory=list)
@@ -179,7 +190,22 @@ def run_locust(
     )
     command = locust_command(options, run)
     run.meta["command"] = shlex.join(command)
+    run.meta["probes"] = _probe_labels(options)
     run.save()
+    probes = probes_from_options(
+        postgres_dsn=options.postgres_dsn,
+        redis_url=options.redis_url,
+        redis_lists=options.redis_lists,
+        prometheus_urls=options.prometheus_urls,
+        target_pid=options.target_pid,
+        target_match=options.target_match,
+        target_name=options.target_name,
+    )
+    try:
+        start_probes(probes)
+    except BaseException:
+        shutil.rmtree(run.path, ignore_errors=True)
+        raise
 
     env = dict(os.environ)
     env[RUN_DIR_ENV] = str(run.path.resolve())
@@ -200,15 +226,10 @@ def run_locust(
                 stdin=subprocess.DEVNULL,
             )
         except OSError as exc:
+            close_probes(probes)
             raise LaunchError(f"Locust could not be started: {exc}") from exc
         groups = [ProcessGroup("load_generator", pid=process.pid)]
-        if options.target_pid or options.target_match:
-            groups.append(
-                ProcessGroup(
-                    "target", pid=options.target_pid, match=options.target_match
-                )
-            )
-        with ResourceMonitor(run.raw / RESOURCES_FILE, groups):
+        with ResourceMonitor(run.raw / RESOURCES_FILE, groups, probes=probes):
             status = _wait(process, timeout)
     ended = datetime.now(UTC)
 
@@ -228,6 +249,19 @@ def run_locust(
     ingest_into(run, RECORDED, expand([run.raw]))
     _note_request_counts(run)
     return run
+
+
+def _probe_labels(options: LocustOptions) -> list[str]:
+    """What the monitor sampled, for run.json (addresses without passwords)."""
+    labels = ["load_generator", "host"]
+    if options.target_pid or options.target_match or options.target_name:
+        labels.append("target")
+    if options.postgres_dsn:
+        labels.append("postgres")
+    if options.redis_url:
+        labels.append("redis")
+    labels += ["prometheus"] * len(options.prometheus_urls)
+    return labels
 
 
 def _wait(process: subprocess.Popen, timeout: float) -> str:

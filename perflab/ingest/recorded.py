@@ -63,7 +63,9 @@ def read(files: list[Path], sink: RequestSink, encoding: str | None, fmt: str):
         )
         result.provenance["resources"] = (
             "exact",
-            "sampled once a second with psutil during the run",
+            "sampled once a second during the run by perflab's monitor (processes "
+            "and host with psutil; PostgreSQL, Redis and Prometheus probes when "
+            "configured)",
         )
     stats = [p for p in files if p.name.endswith("_stats.csv")]
     if stats:
