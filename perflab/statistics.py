@@ -157,6 +157,95 @@ def window_seconds(requests: pd.DataFrame) -> float:
     return max((end.max() - ts.min()).total_seconds(), 1e-3)
 
 
+def _grouped_stats(
+    codes: np.ndarray,
+    ngroups: int,
+    latency: np.ndarray,
+    failed: np.ndarray,
+    percentiles: Sequence[float],
+    method: str,
+) -> dict[str, np.ndarray]:
+    """Per-group request statistics, for groups numbered ``0 .. ngroups - 1``.
+
+    Rows whose code is negative belong to no group. Returns arrays of length
+    ``ngroups``: ``requests``, ``failures``, ``mean_ms``, ``min_ms``, ``max_ms``
+    (NaN where a group has no latency), and ``percentiles``, shape
+    ``(ngroups, len(percentiles))``. The values are those of :func:`percentiles`
+    and ``ndarray.mean`` on each group's latencies (in row order) alone: one sort
+    by group and latency, then the order statistics are taken by index, with
+    numpy's formulas for the index and the interpolation.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}, not {method!r}")
+    inside = codes >= 0
+    requests = np.bincount(codes[inside], minlength=ngroups)
+    failures = np.bincount(codes[inside & failed], minlength=ngroups)
+
+    measured = inside & ~np.isnan(latency)
+    group = codes[measured]
+    values = latency[measured]
+    counts = np.bincount(group, minlength=ngroups)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    some = np.flatnonzero(counts)
+    mean = np.full(ngroups, np.nan)
+    low = np.full(ngroups, np.nan)
+    high = np.full(ngroups, np.nan)
+    result = np.full((ngroups, len(percentiles)), np.nan)
+    if some.size == 0:
+        return {
+            "requests": requests,
+            "failures": failures,
+            "mean_ms": mean,
+            "min_ms": low,
+            "max_ms": high,
+            "percentiles": result,
+        }
+
+    # Means as numpy sums each group's values in row order (pairwise summation).
+    in_order = values[np.argsort(group, kind="stable")]
+    for g in some.tolist():
+        mean[g] = in_order[starts[g] : starts[g] + counts[g]].mean()
+    low[some] = np.minimum.reduceat(in_order, starts[some])
+    high[some] = np.maximum.reduceat(in_order, starts[some])
+
+    ordered = values[np.lexsort((values, group))]
+    n = counts[some].astype(float)[:, None]
+    first = starts[some][:, None]
+    qs = np.asarray(percentiles, dtype=float)[None, :] / 100.0
+    if method == "nearest-rank":
+        # numpy's inverted_cdf: index n*q - 1, rounded up unless it is whole
+        index = n * qs - 1
+        below = np.floor(index)
+        rank = np.where(index - below == 0, below, below + 1)
+        rank = np.where(rank < 0, 0, rank).astype(np.int64)
+        result[some] = ordered[first + rank]
+    else:
+        # numpy's linear: between the order statistics around (n - 1) * q
+        virtual = (n - 1) * qs
+        before = np.floor(virtual)
+        after = before + 1
+        top = virtual >= n - 1
+        before = np.where(top, n - 1, before)
+        after = np.where(top, n - 1, after)
+        gamma = virtual - np.where(top, -1, before)
+        a = ordered[first + before.astype(np.int64)]
+        b = ordered[first + after.astype(np.int64)]
+        diff = b - a
+        result[some] = np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
+    return {
+        "requests": requests,
+        "failures": failures,
+        "mean_ms": mean,
+        "min_ms": low,
+        "max_ms": high,
+        "percentiles": result,
+    }
+
+
+def _failed(requests: pd.DataFrame) -> np.ndarray:
+    return (~requests["ok"].astype(bool)).to_numpy(dtype=bool)
+
+
 def endpoint_table(
     requests: pd.DataFrame,
     method: str = DEFAULT_METHOD,
@@ -196,19 +285,54 @@ def endpoint_table(
         sorted by label, ``Overall`` last.
     """
     seconds = window_seconds(requests) if seconds is None else seconds
-    rows = []
-    groups = [
-        (label, group.iloc[0]["method"], group.iloc[0]["name"], group)
-        for label, group in requests.groupby("endpoint", sort=True, dropna=False)
-    ]
+    pcts = [percentile_column(p) for p in percentiles]
+
+    # Endpoints sorted by label (a missing label last), then Overall over all rows
+    codes, labels = pd.factorize(requests["endpoint"], sort=True)
+    codes = np.asarray(codes, dtype=np.int64)
+    labels = list(labels)
+    if (codes < 0).any():
+        codes = np.where(codes < 0, len(labels), codes)
+        labels.append(requests["endpoint"][codes == len(labels)].iloc[0])
+    groups = len(labels)
     if not requests.empty:
-        groups.append((OVERALL, None, OVERALL, requests))
-    for label, http_method, name, group in groups:
+        codes = np.concatenate([codes, np.full(len(requests), groups)])
+        groups += 1
+        labels.append(OVERALL)
+    rows_of = np.concatenate([np.arange(len(requests))] * 2)[: len(codes)]
+    latency = requests["latency_ms"].to_numpy(dtype=float)[rows_of]
+    stats = _grouped_stats(
+        codes, groups, latency, _failed(requests)[rows_of], percentiles, method
+    )
+
+    first = np.unique(codes, return_index=True)[1]
+    rows = []
+    for g, label in enumerate(labels):
+        count = int(stats["requests"][g])
+        overall = label == OVERALL and g == groups - 1 and not requests.empty
+        if overall:
+            group = requests
+            http_method, name = None, OVERALL
+        else:
+            group = requests.iloc[np.flatnonzero(codes[: len(requests)] == g)]
+            http_method = requests["method"].iloc[first[g]]
+            name = requests["name"].iloc[first[g]]
+        failures = int(stats["failures"][g])
         row = {
             "endpoint": label,
             "method": http_method,
             "name": name,
-            **_summary(group, seconds, method, percentiles),
+            "requests": count,
+            "failures": failures,
+            "error_rate": failures / count if count else float("nan"),
+            "throughput": count / seconds if seconds > 0 else float("nan"),
+            "mean_ms": float(stats["mean_ms"][g]),
+            "min_ms": float(stats["min_ms"][g]),
+            "max_ms": float(stats["max_ms"][g]),
+            "bytes_mean": float(group["bytes"].mean())
+            if group["bytes"].notna().any()
+            else float("nan"),
+            **dict(zip(pcts, stats["percentiles"][g].tolist(), strict=True)),
         }
         if intervals:
             bounds = percentile_intervals(
@@ -305,20 +429,46 @@ def interval_table(
     ts = pd.to_datetime(requests["ts"], utc=True)
     step = pd.Timedelta(seconds=interval_s)
     origin = ts.min().floor("s")
-    bucket = origin + ((ts - origin) // step) * step
-    frame = requests.assign(_bucket=bucket)
+    position = ((ts - origin) // step).to_numpy(dtype=float, na_value=np.nan)
+    timed = ~np.isnan(position)
+    position = np.where(timed, position, -1).astype(np.int64)
+    starts = pd.date_range(origin, origin + int(position.max()) * step, freq=step)
+    latency = requests["latency_ms"].to_numpy(dtype=float)
+    failed = _failed(requests)
 
-    rows = []
-    for (start, label), group in frame.groupby(["_bucket", "endpoint"], sort=True):
-        rows.append(_interval_row(start, label, group, interval_s, method, percentiles))
-    overall_starts = pd.date_range(origin, bucket.max(), freq=step)
-    by_bucket = dict(tuple(frame.groupby("_bucket")))
-    for start in overall_starts:
-        group = by_bucket.get(start, frame.iloc[0:0])
-        rows.append(
-            _interval_row(start, OVERALL, group, interval_s, method, percentiles)
-        )
-    table = pd.DataFrame(rows, columns=columns[:3] + columns[3:])
+    # Per endpoint, only the intervals that have its requests
+    names, labels = pd.factorize(requests["endpoint"], sort=True)
+    names = np.asarray(names, dtype=np.int64)
+    pair = np.where(timed & (names >= 0), position * len(labels) + names, -1)
+    present, pair = np.unique(pair, return_inverse=True)
+    if present.size and present[0] < 0:
+        present, pair = present[1:], pair - 1
+    by_pair = _grouped_stats(pair, len(present), latency, failed, percentiles, method)
+    by_start = _grouped_stats(
+        position, len(starts), latency, failed, percentiles, method
+    )
+    pcts = [percentile_column(p) for p in percentiles]
+    parts = [
+        pd.DataFrame(
+            {
+                "ts": starts[present // max(len(labels), 1)],
+                "interval_s": interval_s,
+                "endpoint": np.asarray(labels, dtype=object)[
+                    present % max(len(labels), 1)
+                ],
+                **_interval_columns(by_pair, interval_s, pcts),
+            }
+        ),
+        pd.DataFrame(
+            {
+                "ts": starts,
+                "interval_s": interval_s,
+                "endpoint": OVERALL,
+                **_interval_columns(by_start, interval_s, pcts),
+            }
+        ),
+    ]
+    table = pd.concat(parts, ignore_index=True)[columns]
 
     if users is not None and not users.empty:
         series = users[["ts", "users"]].copy()
@@ -333,6 +483,20 @@ def interval_table(
         )
         table = merged[columns]
     return table.sort_values(["endpoint", "ts"], kind="stable").reset_index(drop=True)
+
+
+def _interval_columns(
+    stats: dict[str, np.ndarray], interval_s: float, pcts: list[str]
+) -> dict[str, np.ndarray]:
+    return {
+        "requests": stats["requests"].astype(np.int64),
+        "failures": stats["failures"].astype(np.int64),
+        "throughput": stats["requests"] / interval_s,
+        "users": np.full(len(stats["requests"]), np.nan),
+        "mean_ms": stats["mean_ms"],
+        "max_ms": stats["max_ms"],
+        **{name: stats["percentiles"][:, i] for i, name in enumerate(pcts)},
+    }
 
 
 def _interval_row(start, label, group, interval_s, method, pcts):

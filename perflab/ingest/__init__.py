@@ -22,17 +22,38 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
 
+import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from perflab import statistics
 from perflab.errors import InputError
-from perflab.ingest.base import Ingested, RequestSink, head_bytes
-from perflab.store import DEFAULT_STORE, TABLES, Run, create_run, iso, open_run
+from perflab.ingest.base import (
+    Ingested,
+    RequestSink,
+    duckdb_connection,
+    head_bytes,
+    sql_path,
+)
+from perflab.store import (
+    DEFAULT_STORE,
+    OVERALL,
+    PERCENTILES,
+    SCHEMAS,
+    TABLES,
+    Run,
+    TableInfo,
+    create_run,
+    iso,
+    open_run,
+    percentile_column,
+)
 
 log = logging.getLogger(__name__)
 
@@ -215,39 +236,99 @@ def _copy_raw(files: list[Path], raw: Path) -> list[Path]:
 def ingest_into(
     run: Run, fmt: str, files: list[Path], encoding: str | None = None
 ) -> Ingested:
-    """Read files already in ``run.raw`` with one reader and write the run's tables."""
+    """Read files already in ``run.raw`` with one reader and write the run's tables.
+
+    A reader may offer a fast path, ``read_fast(files, target, encoding, fmt, con)``,
+    that lets DuckDB parse and transform a well-formed file straight into Parquet; it
+    returns None when the files need the careful streaming reader (malformed rows,
+    rules SQL does not cover), which then reads them as usual.
+    """
     module = readers()[fmt]
     sink_path = run.path / "requests.parquet.partial"
-    sink = RequestSink(sink_path)
+    con = duckdb_connection(run.path)
     try:
-        result: Ingested = module.read(files, sink, encoding, fmt)
-        rows = sink.close()
+        result = None
+        fast = getattr(module, "read_fast", None)
+        if fast is not None:
+            result = fast(files, sink_path, encoding, fmt, con)
+        source = None
+        if result is not None:
+            rows = result.meta.pop("request_rows", 0)
+            source = result.meta.pop("requests_source", None)
+            run.meta["ingest_path"] = "duckdb"
+        else:
+            sink_path.unlink(missing_ok=True)
+            sink = RequestSink(sink_path)
+            try:
+                result = module.read(files, sink, encoding, fmt)
+                rows = sink.close()
+            finally:
+                sink.close()
+            run.meta["ingest_path"] = "streaming"
+        write_tables(run, result, sink_path if rows else None, con=con, source=source)
     finally:
-        sink.close()
-    write_tables(run, result, sink_path if rows else None)
-    sink_path.unlink(missing_ok=True)
+        con.close()
+        sink_path.unlink(missing_ok=True)
+        shutil.rmtree(run.path / ".duckdb-tmp", ignore_errors=True)
     return result
 
 
-def write_tables(run: Run, result: Ingested, requests_path: Path | None) -> None:
-    """Write the canonical tables and ``run.json`` of an ingested result."""
-    requests = None
+def write_tables(
+    run: Run,
+    result: Ingested,
+    requests_path: Path | None,
+    con: duckdb.DuckDBPyConnection | None = None,
+    source: str | None = None,
+) -> None:
+    """Write the canonical tables and ``run.json`` of an ingested result.
+
+    The request rows at ``requests_path`` (Parquet, in the order they were read) are
+    sorted by start time by DuckDB into ``requests.parquet``, and the derived tables
+    are aggregated from that file by DuckDB too, so memory stays bounded by the
+    connection's limit whatever the number of requests. The numbers are those of
+    :func:`perflab.statistics.endpoint_table`, :func:`~perflab.statistics.
+    interval_table` and :func:`~perflab.statistics.error_table` on the same rows.
+
+    ``con`` is the DuckDB connection to use (one is opened when None); ``source``,
+    a relation on it with the ``requests`` columns and ``file_row_number`` (the read
+    order), replaces reading ``requests_path`` as it is.
+    """
+    own = con is None
+    if own:
+        con = duckdb_connection(run.path)
+    try:
+        _write_tables(run, result, requests_path, con, source)
+    finally:
+        if own:
+            con.close()
+            shutil.rmtree(run.path / ".duckdb-tmp", ignore_errors=True)
+
+
+def _write_tables(
+    run: Run,
+    result: Ingested,
+    requests_path: Path | None,
+    con: duckdb.DuckDBPyConnection,
+    source: str | None,
+) -> None:
+    span = None
     if requests_path is not None:
-        requests = pd.read_parquet(requests_path)
-        requests = requests.sort_values("ts", kind="stable").reset_index(drop=True)
-        run.write_table("requests", requests, "exact", "one row per request")
+        source = source or f"read_parquet({sql_path(requests_path)}, " + (
+            "file_row_number = true)"
+        )
+        span = _write_requests(run, source, con)
 
     users = _users_series(result)
     derived = "computed from the per-request samples"
     for name in ("intervals", "endpoints", "errors", "resources"):
         provided = getattr(result, name)
-        if requests is not None and name != "resources":
+        if span is not None and name != "resources":
             if name == "endpoints":
-                frame = statistics.endpoint_table(requests)
+                frame = _endpoint_sql(con, span[2])
             elif name == "intervals":
-                frame = statistics.interval_table(requests, users=users)
+                frame = _interval_sql(con, users)
             else:
-                frame = statistics.error_table(requests)
+                frame = _error_sql(con)
             run.write_table(name, frame, "exact", derived)
         elif provided is not None:
             provenance, note = result.provenance.get(name, ("aggregate", ""))
@@ -257,13 +338,12 @@ def write_tables(run: Run, result: Ingested, requests_path: Path | None) -> None
     for key in ("start", "end"):
         if key in meta:
             meta[key] = iso(meta[key])
-    if requests is not None and not requests.empty:
-        meta.setdefault("start", iso(requests["ts"].min()))
-        end = requests["ts"] + pd.to_timedelta(requests["latency_ms"].fillna(0), "ms")
-        meta.setdefault("end", iso(end.max()))
+    if span is not None:
+        meta.setdefault("start", iso(span[0]))
+        meta.setdefault("end", iso(span[1]))
     if meta.get("start") and meta.get("end") and "duration_s" not in meta:
-        span = pd.Timestamp(meta["end"]) - pd.Timestamp(meta["start"])
-        meta["duration_s"] = round(span.total_seconds(), 3)
+        length = pd.Timestamp(meta["end"]) - pd.Timestamp(meta["start"])
+        meta["duration_s"] = round(length.total_seconds(), 3)
     meta.pop("users_series", None)
     meta.update(
         tool=result.tool,
@@ -279,6 +359,213 @@ def write_tables(run: Run, result: Ingested, requests_path: Path | None) -> None
         run.meta["status"] = "completed"
     run.add_warnings(result.warnings)
     run.save()
+
+
+#: Rows fetched to find the latest request end exactly (see _write_requests).
+_END_CANDIDATES = 64
+
+
+def _write_requests(
+    run: Run, source: str, con: duckdb.DuckDBPyConnection
+) -> tuple[pd.Timestamp, pd.Timestamp, float] | None:
+    """Sort the request rows into ``requests.parquet``; register it as ``requests``.
+
+    Returns the first request start, the last request end and the window length in
+    seconds (as :func:`perflab.statistics.window_seconds`), or None when there are
+    no rows.
+    """
+    target = run.table_path("requests")
+    tmp = target.with_suffix(".parquet.tmp")
+    columns = ", ".join(f'"{name}"' for name in SCHEMAS["requests"].names)
+    # Rows starting at the same microsecond keep the order they were read in.
+    con.execute(
+        f"COPY (SELECT {columns} FROM {source} ORDER BY ts, file_row_number) "
+        f"TO {sql_path(tmp)} (FORMAT parquet, COMPRESSION zstd)"
+    ).fetchall()
+    os.replace(tmp, target)
+    con.execute(
+        "CREATE OR REPLACE VIEW requests AS SELECT *, file_row_number AS row "
+        f"FROM read_parquet({sql_path(target)}, file_row_number = true)"
+    ).fetchall()
+    rows = con.execute("SELECT count(*) FROM requests").fetchall()[0][0]
+    info = TableInfo(rows=rows, provenance="exact", note="one row per request")
+    run.meta.setdefault("tables", {})["requests"] = info.to_json()
+    run.save()
+    log.info("wrote %s (%d rows, exact)", target, rows)
+    if rows == 0:
+        return None
+
+    # The end of a request is ts + latency_ms, computed as pandas does (to the
+    # nanosecond) over the few rows that can hold the maximum.
+    start = con.execute("SELECT min(ts) FROM requests").fetchall()[0][0]
+    candidates = _frame(
+        con,
+        "SELECT ts, latency_ms FROM requests ORDER BY epoch_us(ts) + "
+        f"coalesce(latency_ms, 0) * 1000 DESC LIMIT {_END_CANDIDATES}",
+    )
+    ends = candidates["ts"] + pd.to_timedelta(candidates["latency_ms"].fillna(0), "ms")
+    start = pd.Timestamp(start).tz_convert("UTC")
+    end = ends.max()
+    seconds = max((end - start).total_seconds(), 1e-3)
+    return start, end, seconds
+
+
+def _frame(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
+    """A query's result as a DataFrame, timestamps as UTC."""
+    return (
+        con.sql(sql)
+        .to_arrow_table()
+        .to_pandas(
+            types_mapper={pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype()}.get
+        )
+    )
+
+
+_QUANTILES = ", ".join(repr(p / 100) for p in PERCENTILES)
+_PERCENTILE_COLUMNS = [percentile_column(p) for p in PERCENTILES]
+
+
+def _percentile_select(column: str = "q") -> str:
+    # quantile_disc is the nearest-rank percentile (numpy's inverted_cdf).
+    return ", ".join(
+        f"{column}[{i + 1}] AS {name}" for i, name in enumerate(_PERCENTILE_COLUMNS)
+    )
+
+
+def _endpoint_sql(con: duckdb.DuckDBPyConnection, seconds: float) -> pd.DataFrame:
+    """:func:`perflab.statistics.endpoint_table` of the ``requests`` view."""
+    frame = _frame(
+        con,
+        f"""
+        WITH g AS (
+            SELECT grouping(endpoint) AS overall, endpoint,
+                   arg_min_null(method, row) AS method,
+                   arg_min_null(name, row) AS name,
+                   count(*) AS requests,
+                   count(*) FILTER (WHERE NOT coalesce(ok, false)) AS failures,
+                   avg(latency_ms) AS mean_ms,
+                   min(latency_ms) AS min_ms,
+                   max(latency_ms) AS max_ms,
+                   quantile_disc(latency_ms, [{_QUANTILES}]) AS q,
+                   avg(bytes) AS bytes_mean
+            FROM requests
+            GROUP BY GROUPING SETS ((endpoint), ())
+        )
+        SELECT overall, endpoint, method, name, requests, failures, mean_ms, min_ms,
+               max_ms, {_percentile_select()}, bytes_mean
+        FROM g
+        ORDER BY overall, endpoint NULLS LAST
+        """,
+    )
+    overall = frame["overall"].to_numpy() == 1
+    frame.loc[overall, "endpoint"] = OVERALL
+    frame.loc[overall, "name"] = OVERALL
+    frame.loc[overall, "method"] = None
+    frame["requests"] = frame["requests"].astype("int64")
+    frame["failures"] = frame["failures"].astype("int64")
+    frame["error_rate"] = frame["failures"] / frame["requests"]
+    frame["throughput"] = frame["requests"] / seconds if seconds > 0 else np.nan
+    frame = frame.astype(
+        dict.fromkeys(["mean_ms", "min_ms", "max_ms", "bytes_mean"], float)
+    )
+    return frame[list(SCHEMAS["endpoints"].names)].reset_index(drop=True)
+
+
+def _interval_sql(
+    con: duckdb.DuckDBPyConnection,
+    users: pd.DataFrame | None,
+    interval_s: float = 1.0,
+) -> pd.DataFrame:
+    """:func:`perflab.statistics.interval_table` of the ``requests`` view."""
+    step_us = round(interval_s * 1e6)
+    origin_us = con.execute(
+        "SELECT (min(epoch_us(ts)) // 1000000) * 1000000 FROM requests"
+    ).fetchall()[0][0]
+    frame = _frame(
+        con,
+        f"""
+        WITH b AS (
+            SELECT {origin_us} + ((epoch_us(ts) - {origin_us}) // {step_us})
+                   * {step_us} AS bucket, endpoint, ok, latency_ms
+            FROM requests
+        ), g AS (
+            SELECT grouping(endpoint) AS overall, bucket, endpoint,
+                   count(*) AS requests,
+                   count(*) FILTER (WHERE NOT coalesce(ok, false)) AS failures,
+                   avg(latency_ms) AS mean_ms,
+                   max(latency_ms) AS max_ms,
+                   quantile_disc(latency_ms, [{_QUANTILES}]) AS q
+            FROM b
+            GROUP BY GROUPING SETS ((bucket, endpoint), (bucket))
+        )
+        SELECT overall, bucket, endpoint, requests, failures, mean_ms, max_ms,
+               {_percentile_select()}
+        FROM g
+        WHERE overall = 1 OR endpoint IS NOT NULL
+        """,
+    )
+    # The Overall series has every interval of the run, empty ones included.
+    overall = frame[frame["overall"].to_numpy() == 1].set_index("bucket")
+    last = int(overall.index.max())
+    every = np.arange(origin_us, last + 1, step_us, dtype="int64")
+    overall = overall.reindex(every).rename_axis("bucket").reset_index()
+    overall["endpoint"] = OVERALL
+    overall[["requests", "failures"]] = overall[["requests", "failures"]].fillna(0)
+    frame = pd.concat(
+        [frame[frame["overall"].to_numpy() == 0], overall], ignore_index=True
+    )
+
+    frame["ts"] = pd.to_datetime(frame["bucket"].astype("int64"), unit="us", utc=True)
+    frame["interval_s"] = interval_s
+    frame["requests"] = frame["requests"].astype("int64")
+    frame["failures"] = frame["failures"].astype("int64")
+    frame["throughput"] = frame["requests"] / interval_s
+    frame["users"] = np.nan
+    frame = frame.astype(
+        dict.fromkeys(["mean_ms", "max_ms", *_PERCENTILE_COLUMNS], float)
+    )
+    columns = list(SCHEMAS["intervals"].names)
+    table = frame[columns]
+    if users is not None and not users.empty:
+        series = users[["ts", "users"]].copy()
+        series["ts"] = pd.to_datetime(series["ts"], utc=True).astype(
+            "datetime64[us, UTC]"
+        )
+        series = series.sort_values("ts")
+        table = table.assign(ts=table["ts"].astype("datetime64[us, UTC]"))
+        table = table.sort_values("ts")
+        merged = pd.merge_asof(
+            table.drop(columns="users"), series, on="ts", direction="backward"
+        )
+        table = merged[columns]
+    return table.sort_values(["endpoint", "ts"], kind="stable").reset_index(drop=True)
+
+
+#: Python's str.isspace() characters, as an RE2 class.
+_SPACE = r"[\t\n\x0b\x0c\r\x1c-\x1f\x{85}\p{Z}]"
+
+
+def _error_sql(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """:func:`perflab.statistics.error_table` of the ``requests`` view."""
+    frame = _frame(
+        con,
+        f"""
+        SELECT endpoint, method, name, status,
+               CASE WHEN error IS NULL OR regexp_full_match(error, '{_SPACE}*')
+                    THEN CASE WHEN status IS NULL THEN 'unknown error'
+                              ELSE 'HTTP ' || CAST(status AS VARCHAR) END
+                    ELSE error END AS error,
+               count(*) AS count
+        FROM requests
+        WHERE NOT coalesce(ok, false)
+        GROUP BY ALL
+        ORDER BY count DESC, endpoint NULLS LAST, method NULLS LAST,
+                 name NULLS LAST, status NULLS LAST, error NULLS LAST
+        """,
+    )
+    frame["count"] = frame["count"].astype("int64")
+    frame["status"] = frame["status"].astype("Int64")
+    return frame
 
 
 def _users_series(result: Ingested) -> pd.DataFrame | None:

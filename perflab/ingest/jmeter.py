@@ -69,6 +69,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -77,7 +78,16 @@ import pyarrow.csv as pacsv
 from tqdm import tqdm
 
 from perflab.errors import InputError
-from perflab.ingest.base import GZIP_MAGIC, Ingested, RequestSink, detect_encoding
+from perflab.ingest.base import (
+    GZIP_MAGIC,
+    Ingested,
+    RequestSink,
+    detect_encoding,
+    execute,
+    progress_bar,
+    sql_path,
+)
+from perflab.store import SCHEMAS
 
 log = logging.getLogger(__name__)
 
@@ -998,3 +1008,206 @@ def _xml_top(elem: ET.Element, state: _State) -> Iterator[dict[str, str]]:
     fields["method"] = method
     fields["failureMessage"] = "; ".join(failures)
     yield fields
+
+
+# -- the DuckDB fast path for CSV ------------------------------------------------------
+
+#: Unicode white space, as Arrow's utf8_trim_whitespace trims it, for RE2.
+_WS = r"[\t\n\x0b\x0c\r\x{85}\p{Z}]"
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def read_fast(
+    files: list[Path],
+    target: Path,
+    encoding: str | None,
+    fmt: str,
+    con: duckdb.DuckDBPyConnection,
+) -> Ingested | None:
+    """Read one well-formed CSV JTL with DuckDB; None when it needs :func:`read`.
+
+    DuckDB parses the file in parallel and turns each sample into a canonical
+    request row in SQL, with the rules of the module docstring, writing them to
+    ``target`` (Parquet, in file order, with the thread name in place of the user
+    number). ``meta["requests_source"]`` names the relation that numbers the threads
+    in order of first appearance; ``meta["request_rows"]`` counts the rows.
+
+    The file is handed back to the streaming reader, which reports malformed rows
+    by line and applies the rules SQL does not cover, when it is not one UTF-8 file,
+    has a ``method`` column, when DuckDB cannot read a row (wrong number of fields,
+    a timestamp or elapsed time that is not an integer, a repeated header line),
+    when a sample has a ``success`` other than ``true``/``false``, a timestamp of 0
+    or an unusual response code, when a label ends in ``-<n>`` (a possible
+    sub-result), or when no sample is left.
+    """
+    if fmt != "jmeter-csv" or len(files) != 1:
+        return None
+    path = files[0]
+    refusal = _fast_refusal(path, encoding)
+    if isinstance(refusal, str):
+        log.info("%s: %s; read by the streaming reader", path, refusal)
+        return None
+    bar = None
+    if path.stat().st_size >= PROGRESS_BYTES:
+        bar = progress_bar(path)
+    try:
+        return _read_csv_fast(path, refusal, target, con, bar)
+    except duckdb.Error as exc:
+        log.info(
+            "%s: DuckDB could not read it (%s); read by the streaming reader",
+            path,
+            str(exc).splitlines()[0],
+        )
+        target.unlink(missing_ok=True)
+        return None
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _fast_refusal(path: Path, encoding: str | None) -> str | _Layout:
+    """Why a JTL is not for the fast path, else its layout."""
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    if encoding is not None and encoding.replace("-", "").lower() != "utf8":
+        return f"the encoding is {encoding}"
+    found = detect_encoding(path)
+    if found != "utf-8":
+        return f"the text encoding is {found}"
+    layout = _file_layout(path, found)
+    names = layout.names
+    if not {"timeStamp", "elapsed"} <= set(names) or "method" in names:
+        return "the columns are not the ones the fast path reads"
+    if len(set(names)) != len(names) or not all(_NAME.fullmatch(n) for n in names):
+        return "the header has unusual column names"
+    return layout
+
+
+def _read_csv_fast(
+    path: Path,
+    layout: _Layout,
+    target: Path,
+    con: duckdb.DuckDBPyConnection,
+    bar,
+) -> Ingested | None:
+    types = dict.fromkeys(layout.names, "VARCHAR")
+    for name in ("timeStamp", "elapsed", "bytes", "allThreads"):
+        if name in types:
+            types[name] = "BIGINT"
+    columns = ", ".join(f"'{c}': '{t}'" for c, t in types.items())
+    delimiter = layout.delimiter.replace("\t", "\\t")
+
+    def text(name: str) -> str:
+        return f"coalesce(\"{name}\", '')" if name in types else "''"
+
+    def number(name: str) -> str:
+        return f'"{name}"' if name in types else "NULL::BIGINT"
+
+    def trim(sql: str) -> str:
+        return f"regexp_replace({sql}, '^{_WS}+|{_WS}+$', '', 'g')"
+
+    success = '"success"' if "success" in types else "'true'"
+    failure = trim(text("failureMessage"))
+    code, message = text("responseCode"), text("responseMessage")
+    non_http = f"(starts_with({code}, '{_NON_HTTP_CODE}') AND {failure} = '')"
+    detail = (
+        f"CASE WHEN starts_with({message}, '{_NON_HTTP_MESSAGE}') "
+        f"THEN substr({message}, {len(_NON_HTTP_MESSAGE) + 1}) ELSE {message} END"
+    )
+    exception = f"substr({code}, {len(_NON_HTTP_CODE) + 1})"
+    error_text = (
+        f"CASE WHEN {non_http} THEN CASE WHEN {trim(detail)} = '' "
+        f"THEN {exception} ELSE {exception} || ': ' || {detail} END "
+        f"WHEN {failure} = '' THEN {message} ELSE {failure} END"
+    )
+
+    # 1. Parse the file in parallel into request rows, in file order, with what
+    #    tells whether the fast path's rules cover every row.
+    execute(
+        con,
+        f"""COPY (
+        WITH raw AS (
+            SELECT * FROM read_csv({sql_path(path)},
+                header = {str(layout.header).lower()}, auto_detect = false,
+                delim = '{delimiter}', quote = '"', escape = '"',
+                columns = {{{columns}}}, strict_mode = true, null_padding = false)
+        ), rows AS (
+            SELECT "timeStamp" AS ts_ms, elapsed, {text("label")} AS label,
+                   {code} AS code, {message} AS message,
+                   {text("threadName")} AS thread, {success} AS success,
+                   {number("bytes")} AS bytes, {number("allThreads")} AS all_threads,
+                   CASE WHEN {success} = 'false' THEN {error_text} END AS problem
+            FROM raw
+        )
+        SELECT make_timestamptz(ts_ms * 1000) AS ts, label AS endpoint,
+               NULL::VARCHAR AS method, label AS name,
+               CASE WHEN regexp_full_match(code, '\\d{{1,3}}')
+                    THEN CAST(code AS INTEGER) END AS status,
+               CAST(elapsed AS DOUBLE) AS latency_ms, bytes,
+               success = 'true' AS ok,
+               CASE WHEN success = 'true' OR regexp_full_match(problem, '{_WS}*')
+                    THEN NULL ELSE problem END AS error,
+               NULL::VARCHAR AS worker, thread, all_threads,
+               starts_with(message, '{_TRANSACTION}') AS transaction,
+               ts_ms IS NULL OR elapsed IS NULL OR ts_ms = 0
+                   OR success NOT IN ('true', 'false')
+                   OR regexp_matches(code, '^{_WS}|{_WS}$')
+                   OR regexp_matches(label, '-\\d+$') AS unusual
+        FROM rows
+        ) TO {sql_path(target)} (FORMAT parquet, COMPRESSION uncompressed)""",
+        bar,
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW jtl_rows AS SELECT * "
+        f"FROM read_parquet({sql_path(target)}, file_row_number = true)"
+    ).fetchall()
+    unusual, transactions, kept = con.execute(
+        "SELECT count(*) FILTER (WHERE unusual), "
+        "count(*) FILTER (WHERE transaction AND NOT unusual), "
+        "count(*) FILTER (WHERE NOT transaction AND NOT unusual) FROM jtl_rows"
+    ).fetchall()[0]
+    if unusual or not kept:
+        return None
+
+    # 2. Users numbered by first appearance; the run's span and users series.
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE jtl_users AS
+        SELECT thread, row_number() OVER (ORDER BY first) AS "user"
+        FROM (SELECT thread, min(file_row_number) AS first FROM jtl_rows
+              WHERE NOT transaction GROUP BY thread)"""
+    ).fetchall()
+    columns = ", ".join(
+        f"r.{c}" if c != "user" else 'u."user"' for c in SCHEMAS["requests"].names
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW jtl_requests AS
+        SELECT {columns}, r.file_row_number
+        FROM jtl_rows r JOIN jtl_users u USING (thread)
+        WHERE NOT r.transaction"""
+    ).fetchall()
+    start, end, threads = con.execute(
+        """SELECT min(ts), max(epoch_ms(ts) + CAST(latency_ms AS BIGINT)),
+                  count(DISTINCT thread)
+           FROM jtl_rows WHERE NOT transaction"""
+    ).fetchall()[0]
+    per_second = con.sql(
+        """SELECT (epoch_ms(ts) // 1000) * 1000 AS second, max(all_threads) AS users
+           FROM jtl_rows WHERE NOT transaction AND all_threads IS NOT NULL
+           GROUP BY second ORDER BY second"""
+    ).fetchnumpy()
+
+    state = _State()
+    state.samples = kept
+    state.transactions = transactions
+    state.threads = dict.fromkeys(range(threads), 0)  # only their number is used
+    state.start = pd.Timestamp(start).tz_convert("UTC")
+    state.end = pd.Timestamp(int(end), unit="ms", tz="UTC")
+    if len(per_second["second"]):
+        index = pd.to_datetime(np.asarray(per_second["second"]), unit="ms", utc=True)
+        state.users = pd.Series(np.asarray(per_second["users"]), index=index)
+    result = Ingested(tool="jmeter", fmt="jmeter-csv", files=[path])
+    state.report(result)
+    result.meta["request_rows"] = kept
+    result.meta["requests_source"] = "jtl_requests"
+    log.info("read %s with DuckDB (%d samples)", path, kept)
+    return result

@@ -67,6 +67,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -76,13 +77,23 @@ import pyarrow.json as pajson
 
 from perflab.errors import InputError, PrecisionWarning
 from perflab.ingest.base import (
+    GZIP_MAGIC,
     Ingested,
     RequestSink,
     detect_encoding,
+    execute,
     open_binary,
+    progress_bar,
     read_text,
+    sql_path,
 )
-from perflab.store import OVERALL, PERCENTILES, endpoint_label, percentile_column
+from perflab.store import (
+    OVERALL,
+    PERCENTILES,
+    SCHEMAS,
+    endpoint_label,
+    percentile_column,
+)
 
 log = logging.getLogger(__name__)
 
@@ -1185,3 +1196,260 @@ def _summary_checks(group: Any, parent: str = "") -> list[dict[str, Any]]:
     for child in groups:
         found.extend(_summary_checks(child, group.get("path", parent)))
     return found
+
+
+# -- the DuckDB fast path for CSV -----------------------------------------------------
+
+#: The metrics the fast path keeps from a CSV, as an SQL list.
+_WANTED_SQL = ", ".join(f"'{name}'" for name in _WANTED)
+_SETUP_SQL = (
+    "coalesce(\"group\" IN ('::setup', '::teardown') "
+    "OR starts_with(\"group\", '::setup::') "
+    "OR starts_with(\"group\", '::teardown::'), false)"
+)
+
+
+def read_fast(
+    files: list[Path],
+    target: Path,
+    encoding: str | None,
+    fmt: str,
+    con: duckdb.DuckDBPyConnection,
+) -> Ingested | None:
+    """Read one well-formed k6 CSV with DuckDB; None when it needs :func:`read`.
+
+    DuckDB parses the file in parallel, keeps the samples of :data:`_WANTED`
+    (numbered in file order) and turns them into request rows in SQL with the same
+    rules as the streaming reader (see the module docstring). The rows stay in
+    DuckDB: ``meta["requests_source"]`` names the relation holding them (canonical
+    ``requests`` columns and their order as ``file_row_number``), and
+    ``meta["request_rows"]`` counts them; ``target`` is not written.
+
+    The file is handed back to the streaming reader, which reports malformed lines
+    by number, when it is not one plain UTF-8 CSV ending in a newline (several files,
+    gzip, another encoding, a last line possibly cut off), when DuckDB meets any
+    field it cannot read as k6 writes it (a row with the wrong number of fields, a
+    timestamp that is not a unix number, a value that is not a number), or when it
+    holds no wanted sample.
+    """
+    if fmt != "k6-csv" or len(files) != 1:
+        return None
+    path = files[0]
+    refusal = _fast_refusal(path, encoding)
+    if refusal is not None:
+        log.info("%s: %s; read by the streaming reader", path, refusal)
+        return None
+    progress = progress_bar(path)
+    try:
+        return _read_csv_fast(path, con, progress)
+    except duckdb.Error as exc:
+        log.info(
+            "%s: DuckDB could not read it (%s); read by the streaming reader",
+            path,
+            str(exc).splitlines()[0],
+        )
+        target.unlink(missing_ok=True)
+        return None
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+def _fast_refusal(path: Path, encoding: str | None) -> str | None:
+    """Why a CSV is not for the fast path, or None when it is."""
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    with open(path, "rb") as handle:
+        if handle.read(2) == GZIP_MAGIC:
+            return "the file is gzipped (its last line cannot be checked cheaply)"
+        handle.seek(-1, io.SEEK_END)
+        if handle.read(1) != b"\n":
+            return "the last line does not end with a newline"
+    if encoding is not None and _arrow_encoding(encoding) != "utf8":
+        return f"the encoding is {encoding}"
+    found = detect_encoding(path)
+    if found != "utf-8":
+        return f"the text encoding is {found}"
+    header = _csv_header(path, "utf-8")
+    if any(c not in header for c in _CSV_HEAD) or len(set(header)) != len(header):
+        return "the header is not k6's"
+    if any(not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", c) for c in header):
+        return "the header has unusual column names"
+    return None
+
+
+def _read_csv_fast(
+    path: Path, con: duckdb.DuckDBPyConnection, progress
+) -> Ingested | None:
+    header = _csv_header(path, "utf-8")
+    types = {c: "VARCHAR" for c in header}
+    types["timestamp"] = "BIGINT"
+    types["metric_value"] = "DOUBLE"
+    columns = ", ".join(f"'{c}': '{t}'" for c, t in types.items())
+    tags = [t for t in _TAGS if t in header]
+    extra = ["metadata"] if "metadata" in header else []
+
+    # 1. Parse the file in parallel; keep the wanted samples as k6 meant them
+    #    (times in ns, tags), numbered in file order.
+    vu = '"vu"' if "vu" in tags else "NULL"
+    if extra:
+        found = r"""NULLIF(regexp_extract(metadata, '(?:^|&)vu=(\d+)', 1), '')"""
+        vu = f"coalesce(NULLIF({vu}, ''), {found})" if "vu" in tags else found
+    tag_columns = ", ".join(
+        f'"{t}"' if t in tags else f'NULL::VARCHAR AS "{t}"' for t in _TAGS if t != "vu"
+    )
+    execute(
+        con,
+        f"""CREATE OR REPLACE TEMP TABLE k6_samples AS
+        SELECT row_number() OVER () AS row, metric_name AS metric,
+               timestamp < 100000000000 AS whole_seconds,
+               timestamp * CASE WHEN timestamp < 100000000000 THEN 1000000000
+                                WHEN timestamp < 100000000000000 THEN 1000000
+                                WHEN timestamp < 100000000000000000 THEN 1000
+                                ELSE 1 END AS time_ns,
+               metric_value AS value, {tag_columns}, {vu} AS vu
+        FROM read_csv({sql_path(path)}, header = true,
+            auto_detect = false, delim = ',', quote = '"', escape = '"',
+            columns = {{{columns}}}, strict_mode = true, null_padding = false)
+        WHERE metric_name IN ({_WANTED_SQL})""",
+        progress,
+        share=0.95,
+    )
+    count = con.execute("SELECT count(*) FROM k6_samples").fetchall()[0][0]
+    if count == 0:
+        return None
+    if con.execute(
+        "SELECT count(*) FROM k6_samples WHERE time_ns < 0 OR isnan(value)"
+    ).fetchall()[0][0]:
+        return None  # lines the streaming reader reports as malformed
+
+    # 3. Requests: a duration sample with the failed sample that follows it.
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE k6_requests AS
+        WITH pairs AS (
+            -- narrow, so that DuckDB's single sort for the window stays cheap
+            SELECT row, metric,
+                   CASE WHEN lead(metric) OVER w = '{FAILED}'
+                         AND lead(time_ns) OVER w = time_ns
+                        THEN lead(value) OVER w END AS failed_value
+            FROM k6_samples
+            WHERE metric IN ('{DURATION}', '{FAILED}')
+            WINDOW w AS (ORDER BY row)
+        ), paired AS (
+            SELECT s.*, p.failed_value
+            FROM k6_samples s JOIN pairs p USING (row)
+            WHERE p.metric = '{DURATION}'
+        ), typed AS (
+            SELECT *,
+                   time_ns - CAST(round_even(value * 1e6, 0) AS BIGINT) AS start_ns,
+                   CASE WHEN TRY_CAST(status AS DOUBLE) > 0
+                        THEN CAST(TRY_CAST(status AS DOUBLE) AS INTEGER) END AS code,
+                   coalesce(name, url, 'unknown') AS label,
+                   lower(expected_response) AS expected
+            FROM paired
+            WHERE metric = '{DURATION}'
+        ), failing AS (
+            SELECT *,
+                   coalesce(error, CASE WHEN error_code IS NOT NULL AND code IS NULL
+                                        THEN 'k6 error code ' || error_code END)
+                       AS problem
+            FROM typed
+        )
+        SELECT row, time_ns, start_ns, {_SETUP_SQL} AS apart, scenario, url,
+               make_timestamptz(start_ns // 1000) AS ts,
+               CASE WHEN method IS NULL THEN label ELSE method || ' ' || label END
+                   AS endpoint,
+               method, label AS name, code AS status, value AS latency_ms,
+               NULL::BIGINT AS bytes,
+               CASE WHEN expected IN ('true', 'false') THEN expected = 'true'
+                    WHEN failed_value IS NOT NULL THEN failed_value = 0
+                    ELSE coalesce(code BETWEEN 200 AND 399, false)
+                         AND problem IS NULL END AS ok,
+               CASE WHEN expected IN ('true', 'false') THEN 'expected_response'
+                    WHEN failed_value IS NOT NULL THEN 'http_req_failed'
+                    ELSE 'status' END AS rule,
+               problem AS error, NULL::VARCHAR AS worker,
+               TRY_CAST(vu AS BIGINT) AS "user"
+        FROM failing"""
+    ).fetchall()
+    columns = ", ".join(f'"{c}"' for c in SCHEMAS["requests"].names)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW k6_rows AS
+        SELECT {columns}, row AS file_row_number FROM k6_requests WHERE NOT apart"""
+    ).fetchall()
+    if progress is not None:
+        progress.update(progress.total - progress.n)
+    result = Ingested(tool="k6", fmt="k6-csv", files=[path])
+    if con.execute("SELECT bool_or(whole_seconds) FROM k6_samples").fetchall()[0][0]:
+        result.warn(
+            f"{path.name}: k6 wrote whole-second timestamps (timeFormat unix or "
+            "rfc3339), so request start times are only accurate to about 1 s; use "
+            "--out csv with timeFormat=unix_micro for finer series.",
+            PrecisionWarning,
+        )
+    _fast_meta(con, result)
+    log.info("read %s with DuckDB (%d wanted samples)", path, count)
+    return result
+
+
+def _fast_meta(con: duckdb.DuckDBPyConnection, result: Ingested) -> None:
+    """The run metadata and warnings of :meth:`_Collector.finish`, from SQL."""
+    (requests, apart, start_ns, end_ns) = con.execute(
+        """SELECT count(*) FILTER (WHERE NOT apart), count(*) FILTER (WHERE apart),
+                  min(start_ns) FILTER (WHERE NOT apart),
+                  max(time_ns) FILTER (WHERE NOT apart)
+           FROM k6_requests"""
+    ).fetchall()[0]
+    collector = _Collector(sink=None)
+    collector.requests = requests
+    collector.setup_teardown = apart
+    for rule, n in con.execute(
+        "SELECT rule, count(*) FROM k6_requests WHERE NOT apart GROUP BY rule"
+    ).fetchall():
+        collector.by_rule[rule] = n
+    if requests:
+        collector._widen(_ns(start_ns), _ns(end_ns))
+
+    users = con.sql(
+        f"SELECT time_ns, value FROM k6_samples WHERE metric = '{VUS}' "
+        "ORDER BY time_ns, row"
+    ).fetchnumpy()
+    if len(users["time_ns"]):
+        series = pd.DataFrame(
+            {
+                "ts": pd.to_datetime(users["time_ns"], unit="ns", utc=True),
+                "users": np.asarray(users["value"], dtype=float),
+            }
+        )
+        collector.users.append(series)
+        collector._widen(series["ts"].iloc[0], series["ts"].iloc[-1])
+
+    collector.scenarios.update(
+        s
+        for (s,) in con.execute(
+            "SELECT DISTINCT scenario FROM k6_requests "
+            "WHERE NOT apart AND scenario <> ''"
+        ).fetchall()
+    )
+    # Origins by the URL's scheme and authority, in order of first appearance.
+    for prefix, n in con.execute(
+        r"""SELECT regexp_extract(url, '^[^/?#]*(//[^/?#]*)?') AS prefix, count(*)
+            FROM k6_requests WHERE NOT apart AND url IS NOT NULL
+            GROUP BY prefix ORDER BY min(row)"""
+    ).fetchall():
+        origin = _origin(prefix)
+        if origin:
+            collector.origins[origin] += n
+    for group, check, passes, fails in con.execute(
+        f"""SELECT coalesce("group", ''), coalesce("check", ''),
+                  count(*) FILTER (WHERE value <> 0), count(*) FILTER (WHERE value = 0)
+           FROM k6_samples WHERE metric = '{CHECKS}' GROUP BY ALL"""
+    ).fetchall():
+        collector.checks[(group, check)] = [passes, fails]
+    result.meta["request_rows"] = requests
+    result.meta["requests_source"] = "k6_rows"
+    collector.finish(result)
+
+
+def _ns(value: int) -> pd.Timestamp:
+    return pd.Timestamp(int(value), unit="ns", tz="UTC")

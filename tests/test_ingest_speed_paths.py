@@ -1,0 +1,349 @@
+"""The DuckDB fast paths give the same run as the careful streaming readers.
+
+Each test ingests one generated file twice, once through the reader's ``read_fast``
+(DuckDB parses and transforms the file in SQL) and once with ``read_fast`` switched
+off (the pyarrow streaming reader), and compares every table and ``run.json``. The
+expected answers are the careful readers' own, which the other ingest tests check
+against values worked out by hand. Means may differ in the last bits, since DuckDB
+and numpy add in different orders; every other number must be equal.
+
+The vectorised :func:`statistics.endpoint_table` and :func:`statistics.
+interval_table` are checked against a plain per-group loop over ``np.quantile``
+(the definition of each statistic), value for value.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perflab import statistics
+from perflab.ingest import ingest
+from perflab.ingest import jmeter as jmeter_reader
+from perflab.ingest import k6 as k6_reader
+from perflab.store import OVERALL, PERCENTILES, percentile_column
+
+K6_HEADER = (
+    "metric_name,timestamp,metric_value,check,error,error_code,expected_response,"
+    "group,method,name,proto,scenario,service,status,subproto,tls_version,url,"
+    "extra_tags,metadata"
+)
+JTL_HEADER = (
+    "timeStamp,elapsed,label,responseCode,responseMessage,threadName,dataType,"
+    "success,failureMessage,bytes,sentBytes,grpThreads,allThreads,URL,Latency,"
+    "IdleTime,Connect"
+)
+TABLES = ("requests", "endpoints", "intervals", "errors")
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def _both_ways(path: Path, tmp_path: Path, monkeypatch, module) -> tuple:
+    """Ingest a file through the fast path and the streaming reader."""
+    runs = []
+    for name in ("fast", "careful"):
+        store = tmp_path / name
+        store.mkdir()
+        with monkeypatch.context() as patch:
+            if name == "careful":
+                patch.setattr(module, "read_fast", lambda *args: None)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                run = ingest([path], store=store, run_id="run")
+        # JMeter's warnings name the file in the run's raw/ folder
+        run.meta["warnings"] = [
+            m.replace(str(run.path), "<run>") for m in run.meta.get("warnings", [])
+        ]
+        messages = [str(w.message).replace(str(run.path), "<run>") for w in caught]
+        runs.append((run, messages))
+    return runs
+
+
+def _assert_same_run(fast, careful) -> None:
+    (one, one_warnings), (two, two_warnings) = fast, careful
+    assert one.meta["ingest_path"] == "duckdb"
+    assert two.meta["ingest_path"] == "streaming"
+    for name in TABLES:
+        pd.testing.assert_frame_equal(
+            one.table(name), two.table(name), check_exact=False, rtol=1e-12
+        )
+    ignore = {"ingest_path", "perflab_version"}
+    assert {k: v for k, v in one.meta.items() if k not in ignore} == {
+        k: v for k, v in two.meta.items() if k not in ignore
+    }
+    assert one_warnings == two_warnings
+
+
+def _k6_request(ts, duration, tags: dict) -> list[str]:
+    """The CSV rows k6 writes for one request, with the given tag overrides."""
+    name = tags.get("name", "")
+    row = {
+        "check": "",
+        "error": "",
+        "error_code": "",
+        "expected_response": "true",
+        "group": "",
+        "method": "GET",
+        "name": name,
+        "proto": "HTTP/1.1",
+        "scenario": "default",
+        "service": "",
+        "status": "200",
+        "subproto": "",
+        "tls_version": "",
+        "url": f"https://api.test{name}",
+        "extra_tags": "",
+        "metadata": "",
+    }
+    failed = tags.pop("failed", None)
+    row.update(tags)
+    tail = ",".join(row.values())
+    if failed is None:
+        failed = float(row["expected_response"] == "false")
+    lines = [
+        f"http_reqs,{ts},1.000000,{tail}",
+        f"http_req_duration,{ts},{duration:f},{tail}",
+        f"http_req_waiting,{ts},{duration * 0.8:f},{tail}",
+    ]
+    if failed != "none":
+        lines.append(f"http_req_failed,{ts},{float(failed):f},{tail}")
+    return lines
+
+
+def _k6_file(path: Path, stamps: str = "micro") -> Path:
+    rng = np.random.default_rng(3)
+    start = 1_764_700_000_000_000
+    lines = [K6_HEADER]
+    for i in range(400):
+        micro = start + i * 7_919 + int(rng.integers(0, 5_000))
+        ts = micro // 1_000_000 if stamps == "seconds" else micro
+        duration = float(np.round(rng.lognormal(3, 0.7), 6))
+        if i % 50 == 0:
+            lines.append(f"vus,{ts},{i // 50 + 1}.000000" + "," * 16)
+        name = ("/items", "/items/{id}", "/orders")[i % 3]
+        method = "POST" if name == "/orders" else "GET"
+        kind = i % 17
+        tags: dict = {
+            "method": method,
+            "name": name,
+            "metadata": f"vu={i % 9 + 1}&iter={i}",
+        }
+        if kind == 1:
+            tags.update(status="500", expected_response="false", error_code="1500")
+        elif kind == 2:
+            tags.update(
+                status="0",
+                expected_response="false",
+                error="dial tcp: i/o timeout",
+                error_code="1211",
+            )
+        elif kind == 3:
+            tags.update(status="0", expected_response="", error_code="1050", failed=1)
+        elif kind == 4:  # no expected_response: http_req_failed decides
+            tags.update(status="404", expected_response="", failed=0)
+        elif kind == 5:  # neither: the status decides
+            tags.update(status="503", expected_response="", failed="none")
+        elif kind == 6:
+            tags.update(group="::setup")
+        elif kind == 7:
+            tags.update(group="::teardown::cleanup", scenario="")
+        elif kind == 8:
+            tags.update(method="", name="", url="http://other.test/raw?q=1")
+        lines += _k6_request(ts, duration, tags)
+        if i % 4 == 0:
+            ok = "1.000000" if kind not in (1, 2) else "0.000000"
+            lines.append(
+                f"checks,{ts},{ok},status is 200,,,,,,,,default,,,,,,,vu={i % 9 + 1}"
+            )
+        lines.append(f"iterations,{ts},1.000000" + "," * 16)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _jtl_file(path: Path, labels=("List items", "Show item", "Place order")) -> Path:
+    rng = np.random.default_rng(5)
+    lines = [JTL_HEADER]
+    for i in range(600):
+        ts = 1_764_700_000_000 + i * 37 - int(rng.integers(0, 900))
+        elapsed = int(rng.lognormal(3, 0.8)) + 1
+        label = labels[i % len(labels)]
+        code, message, ok, failure = "200", "OK", "true", ""
+        kind = i % 13
+        if kind == 1:
+            code, message, ok = "500", "Internal Server Error", "false"
+        elif kind == 2:
+            code = "Non HTTP response code: java.net.SocketTimeoutException"
+            message, ok = "Non HTTP response message: Read timed out", "false"
+        elif kind == 3:
+            code, ok, failure = "200", "false", "  Assertion failed: body  "
+        elif kind == 4:
+            code, message, ok = "404", "", "false"
+        elif kind == 5:
+            message = '"Number of samples in transaction : 2, number of failing : 0"'
+        elif kind == 6:
+            label = '"Search, with comma"'
+        threads = 10 + i // 100
+        lines.append(
+            f"{ts},{elapsed},{label},{code},{message},Users 1-{i % 7 + 1},text,{ok},"
+            f"{failure},{int(rng.integers(100, 9000))},120,{threads},{threads},"
+            f"https://api.test/x,{max(elapsed - 3, 0)},0,1"
+        )
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# -- the fast paths against the streaming readers -------------------------------------
+
+
+@pytest.mark.parametrize("stamps", ["micro", "seconds"])
+def test_k6_csv_fast_path_gives_the_same_run(tmp_path, monkeypatch, stamps):
+    path = _k6_file(tmp_path / "k6.csv", stamps)
+    fast, careful = _both_ways(path, tmp_path, monkeypatch, k6_reader)
+    _assert_same_run(fast, careful)
+    run = fast[0]
+    assert run.meta["setup_teardown_requests"] > 0
+    assert set(run.meta["success_rule"]) == {
+        "expected_response",
+        "http_req_failed",
+        "status",
+    }
+    assert run.table("errors")["error"].str.startswith("k6 error code").any()
+
+
+def test_jtl_fast_path_gives_the_same_run(tmp_path, monkeypatch):
+    path = _jtl_file(tmp_path / "results.jtl")
+    fast, careful = _both_ways(path, tmp_path, monkeypatch, jmeter_reader)
+    _assert_same_run(fast, careful)
+    run = fast[0]
+    assert run.meta["transactions_left_out"] > 0
+    errors = set(run.table("errors")["error"])
+    assert "java.net.SocketTimeoutException: Read timed out" in errors
+    assert "Assertion failed: body" in errors
+
+
+def test_jtl_with_possible_subresults_is_read_carefully(tmp_path):
+    path = _jtl_file(tmp_path / "results.jtl", labels=("Home", "Home-0", "Home-1"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = ingest([path], store=tmp_path / "runs")
+    assert run.meta["ingest_path"] == "streaming"
+    assert run.meta["subresults_left_out"] > 0
+
+
+def test_malformed_k6_csv_is_read_carefully_with_its_line(tmp_path):
+    path = _k6_file(tmp_path / "k6.csv")
+    lines = path.read_text().splitlines()
+    lines[7] = "http_req_duration,not-a-time"
+    path.write_text("\n".join(lines) + "\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = ingest([path], store=tmp_path / "runs")
+    assert run.meta["ingest_path"] == "streaming"
+    assert any("line 8" in str(w.message) for w in caught)
+
+
+def test_sql_tables_match_the_statistics_functions(tmp_path):
+    path = _jtl_file(tmp_path / "results.jtl")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = ingest([path], store=tmp_path / "runs")
+    requests = run.table("requests")
+    expected = {
+        "endpoints": statistics.endpoint_table(requests),
+        "intervals": statistics.interval_table(requests),
+        "errors": statistics.error_table(requests),
+    }
+    for name, frame in expected.items():
+        run.write_table(name, frame, "exact")
+        stored = run.table(name)
+        run.write_table(name, frame, "exact")
+        pd.testing.assert_frame_equal(
+            run.table(name), stored, check_exact=False, rtol=1e-12
+        )
+
+
+# -- the vectorised statistics against the definition ---------------------------------
+
+
+def _requests(seed: int, n: int = 3000) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2026-01-01T00:00:00.250", tz="UTC")
+    latency = np.round(rng.lognormal(3, 1, n), 3)
+    latency[rng.random(n) < 0.03] = np.nan
+    endpoint = rng.choice(["GET /a", "GET /b", "POST /c", "Overall x"], n)
+    frame = pd.DataFrame(
+        {
+            "ts": start + pd.to_timedelta(np.sort(rng.integers(0, 40_000, n)), "ms"),
+            "endpoint": endpoint,
+            "method": [e.split()[0] for e in endpoint],
+            "name": [e.split()[1] for e in endpoint],
+            "latency_ms": latency,
+            "bytes": pd.array(rng.integers(0, 5000, n), dtype="Int64"),
+            "ok": rng.random(n) > 0.1,
+        }
+    )
+    frame.loc[5:8, "ts"] = start + pd.Timedelta(seconds=90)  # a gap of empty seconds
+    return frame.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def _by_definition(values: np.ndarray, method: str) -> list[float]:
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return [float("nan")] * len(PERCENTILES)
+    numpy_method = statistics.METHODS[method]
+    return list(np.quantile(values, np.array(PERCENTILES) / 100, method=numpy_method))
+
+
+@pytest.mark.parametrize("method", ["nearest-rank", "linear"])
+def test_vectorised_endpoint_table_matches_the_definition(method):
+    requests = _requests(1)
+    table = statistics.endpoint_table(requests, method=method).set_index("endpoint")
+    groups = list(requests.groupby("endpoint")) + [(OVERALL, requests)]
+    for label, group in groups:
+        row = table.loc[label]
+        latency = group["latency_ms"].to_numpy(dtype=float)
+        assert row["requests"] == len(group)
+        assert row["failures"] == int((~group["ok"]).sum())
+        assert row["mean_ms"] == latency[~np.isnan(latency)].mean()
+        assert row["max_ms"] == np.nanmax(latency)
+        assert row["min_ms"] == np.nanmin(latency)
+        got = [row[percentile_column(p)] for p in PERCENTILES]
+        assert got == _by_definition(latency, method)
+    assert list(table.index) == ["GET /a", "GET /b", "Overall x", "POST /c", OVERALL]
+
+
+@pytest.mark.parametrize("method", ["nearest-rank", "linear"])
+def test_vectorised_interval_table_matches_the_definition(method):
+    requests = _requests(2)
+    users = pd.DataFrame(
+        {"ts": requests["ts"].iloc[::400].to_numpy(), "users": np.arange(8.0)}
+    )
+    table = statistics.interval_table(requests, users=users, method=method)
+    bucket = requests["ts"].dt.floor("s")
+    expected = []
+    for (start, label), group in requests.groupby([bucket, "endpoint"]):
+        expected.append((start, label, group))
+    for start in pd.date_range(bucket.min(), bucket.max(), freq="s"):
+        expected.append((start, OVERALL, requests[bucket == start]))
+    assert len(table) == len(expected)
+    indexed = table.set_index(["endpoint", "ts"])
+    for start, label, group in expected:
+        row = indexed.loc[(label, start)]
+        latency = group["latency_ms"].to_numpy(dtype=float)
+        assert row["requests"] == len(group)
+        assert row["failures"] == int((~group["ok"]).sum())
+        got = [row[percentile_column(p)] for p in PERCENTILES]
+        np.testing.assert_array_equal(got, _by_definition(latency, method))
+        if np.isfinite(latency).any():
+            assert row["mean_ms"] == latency[~np.isnan(latency)].mean()
+        known = users[users["ts"] <= start]["users"]
+        assert row["users"] == (known.iloc[-1] if len(known) else None) or (
+            np.isnan(row["users"]) and known.empty
+        )
+    empty = indexed.loc[OVERALL]
+    assert (empty["requests"] == 0).any()
