@@ -6,6 +6,12 @@ down over 10 s). Users move linearly from the previous stage's count (0 at the s
 each stage's count over its duration. A run following stages stops by itself when the
 last stage ends.
 
+A *step load* raises users in equal steps and holds each level long enough to settle,
+to measure throughput against users (see :mod:`perflab.capacity`). It is written
+``steps:START:STEP:COUNT:HOLD[:RAMP]``, for example ``steps:2:2:6:5s`` (2, 4, ... 12
+users, each level held 5 s, reached by a 1 s ramp), and is nothing but a list of
+stages with short ramps: :func:`parse_shape` accepts either form and returns stages.
+
 This module does not import Locust (importing Locust monkey-patches the process with
 gevent); the Locust shape class that follows the stages is in
 :mod:`perflab.scenarios.common`.
@@ -19,6 +25,12 @@ from dataclasses import dataclass
 
 #: The environment variable through which ``perflab run`` hands stages to Locust.
 STAGES_ENV = "PERFLAB_STAGES"
+
+#: Prefix of a step-load spec, see :func:`step_stages`.
+STEPS_PREFIX = "steps:"
+
+#: Seconds the ramp to each step level takes, unless the spec says otherwise.
+DEFAULT_STEP_RAMP_S = 1.0
 
 #: Stages used when none are given.
 DEFAULT_STAGES = "10s:20,40s:20,10s:0"
@@ -75,6 +87,97 @@ def parse_stages(text: str) -> list[Stage]:
             )
         stages.append(stage)
     return stages
+
+
+def step_stages(
+    start: int,
+    step: int,
+    count: int,
+    hold_s: float,
+    ramp_s: float = DEFAULT_STEP_RAMP_S,
+) -> list[Stage]:
+    """Stages of a step load: users rising in equal steps, each level held.
+
+    Parameters
+    ----------
+    start
+        Users of the first level (at least 1).
+    step
+        Users added at each further level (at least 1).
+    count
+        Number of levels (at least 1); the last one has
+        ``start + (count - 1) * step`` users.
+    hold_s
+        Seconds each level is held once reached.
+    ramp_s
+        Seconds the ramp to each level takes (from 0 for the first); short, so that
+        almost all the time is spent at a level.
+
+    Returns
+    -------
+    list of Stage
+        ``count`` pairs (ramp, hold), then a ramp down to 0 users over ``ramp_s``.
+    """
+    if start < 1 or step < 1 or count < 1:
+        raise ValueError(
+            "A step load needs START, STEP and COUNT of at least 1, not "
+            f"{start}, {step} and {count}."
+        )
+    if hold_s <= 0 or ramp_s <= 0:
+        raise ValueError(
+            f"A step load needs a positive HOLD and RAMP, not {hold_s:g} s and "
+            f"{ramp_s:g} s."
+        )
+    stages = []
+    for level in range(count):
+        users = start + level * step
+        stages += [Stage(ramp_s, users), Stage(hold_s, users)]
+    return [*stages, Stage(ramp_s, 0)]
+
+
+def parse_steps(text: str) -> list[Stage]:
+    """Parse ``steps:START:STEP:COUNT:HOLD[:RAMP]`` into the stages of a step load.
+
+    For example ``steps:2:2:6:5s`` is 2, 4, 6, 8, 10 and 12 users, each held 5 s after
+    a 1 s ramp; ``steps:10:10:5:1m:5s`` is 10 to 50 users, each held a minute after a
+    5 s ramp. See :func:`step_stages`.
+
+    Raises
+    ------
+    ValueError
+        Saying which part is malformed and showing the expected form.
+    """
+    body = text.strip()
+    if body.lower().startswith(STEPS_PREFIX):
+        body = body[len(STEPS_PREFIX) :]
+    parts = [part.strip() for part in body.split(":")]
+    form = "steps:START:STEP:COUNT:HOLD[:RAMP], for example steps:2:2:6:5s"
+    if len(parts) not in (4, 5):
+        raise ValueError(f"{text!r} is not a step load; write it as {form}.")
+    try:
+        start, step, count = (int(part) for part in parts[:3])
+    except ValueError:
+        raise ValueError(
+            f"{text!r}: START, STEP and COUNT must be whole numbers of users; write "
+            f"it as {form}."
+        ) from None
+    hold_s = parse_duration(parts[3])
+    ramp_s = parse_duration(parts[4]) if len(parts) == 5 else DEFAULT_STEP_RAMP_S
+    return step_stages(start, step, count, hold_s, ramp_s)
+
+
+def parse_shape(text: str) -> list[Stage]:
+    """Stages from either a stage list (``10s:20,40s:20,10s:0``) or a step-load spec
+    (``steps:2:2:6:5s``, see :func:`parse_steps`).
+
+    Raises
+    ------
+    ValueError
+        When the text is neither, naming the part that is malformed.
+    """
+    if text.strip().lower().startswith(STEPS_PREFIX):
+        return parse_steps(text)
+    return parse_stages(text)
 
 
 def format_stages(stages: list[Stage]) -> str:

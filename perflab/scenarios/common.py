@@ -20,6 +20,9 @@ def think_time():
 class StagesShape(LoadTestShape):
     """A Locust load shape following the stages in ``$PERFLAB_STAGES``.
 
+    The variable holds a stage list or a step-load spec (see
+    :func:`perflab.shapes.parse_shape`).
+
     It stops the run (returns None) when the last stage ends; see
     :func:`perflab.shapes.tick`.
     """
@@ -27,7 +30,7 @@ class StagesShape(LoadTestShape):
     def __init__(self):
         super().__init__()
         text = os.environ.get(shapes.STAGES_ENV, shapes.DEFAULT_STAGES)
-        self.stages = shapes.parse_stages(text)
+        self.stages = shapes.parse_shape(text)
 
     def tick(self):
         return shapes.tick(self.stages, self.get_run_time())
