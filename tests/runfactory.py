@@ -131,6 +131,7 @@ def make_run(
     target_cpu_percent: float = 55.0,
     loadgen_cpu_percent: float = 35.0,
     tables: Iterable[str] = TABLES,
+    wait_s: tuple[float, float] = (0.25, 0.35),
 ) -> Run:
     """Build a synthetic Locust run in ``store`` and return it.
 
@@ -157,6 +158,8 @@ def make_run(
         the ramp is over.
     tables
         Which canonical tables to write; the others are absent from the run.
+    wait_s
+        The think time ``(min, max)`` in seconds recorded in ``run.json``.
     """
     rng = np.random.default_rng(seed)
     tables = set(tables)
@@ -195,6 +198,11 @@ def make_run(
             {"duration_s": duration_s - ramp_s, "users": peak_users},
         ],
         environment="local",
+        # Each user sends requests_per_user_s requests a second, so its cycle of
+        # latency R plus think time Z lasts 1 / requests_per_user_s: with the
+        # default 3 per second and R of 10 to 90 ms, Z near 0.3 s keeps Little's
+        # law N = X (R + Z) within a few percent.
+        wait_s=list(wait_s),
         command="perflab run publishing --users 10 --run-time 20s",
         status="completed",
         warnings=["Synthetic run: made by tests/runfactory.py, not by Locust."],
@@ -254,4 +262,107 @@ def make_aggregate_run(store: Path, run_id: str = "20261203T194000Z-import") -> 
         "(10 ms steps above 100 ms)."
     )
     run.write_table("endpoints", endpoints, "aggregate", note)
+    return run
+
+
+#: User levels of :func:`make_staged_run`, each held for ``STAGE_S`` seconds.
+STAGED_USERS = (1, 2, 4, 6, 8, 12)
+STAGE_S = 5
+
+
+def make_staged_run(
+    store: Path,
+    run_id: str = "20261203T194000Z-staged",
+    *,
+    capacity_rps: float | None = 40.0,
+    user_rps: float = 10.0,
+    seed: int = 7,
+) -> Run:
+    """A closed-loop step load against a service with a throughput ceiling.
+
+    Users step through :data:`STAGED_USERS`, ``STAGE_S`` seconds each, with no
+    think time. Below the ceiling each user completes ``user_rps`` requests a
+    second; at it, throughput stays at ``capacity_rps`` and, by Little's law with no
+    think time, the mean latency is ``users / throughput``. So the knee is at
+    ``capacity_rps / user_rps`` users (4 by default) and ``capacity_rps`` requests
+    per second; ``capacity_rps=None`` never saturates.
+    """
+    rng = np.random.default_rng(seed)
+    frames, users_rows = [], []
+    for index, users in enumerate(STAGED_USERS):
+        rate = users * user_rps
+        if capacity_rps is not None:
+            rate = min(rate, capacity_rps)
+        mean_ms = 1000.0 * users / rate
+        for second in range(STAGE_S):
+            t = index * STAGE_S + second
+            users_rows.append((START + pd.Timedelta(seconds=t), float(users)))
+            n = int(rng.poisson(rate))
+            offset = t + np.sort(rng.uniform(0.0, 1.0, n))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "ts": START + pd.to_timedelta(np.floor(offset * 1e6), "us"),
+                        "latency_ms": np.round(
+                            mean_ms * np.exp(0.2 * rng.standard_normal(n) - 0.02), 3
+                        ),
+                        "user": rng.integers(0, users, n),
+                    }
+                )
+            )
+    requests = pd.concat(frames, ignore_index=True)
+    requests = requests.assign(
+        endpoint="GET /api/v1/publications",
+        method="GET",
+        name="/api/v1/publications",
+        status=pd.array([200] * len(requests), dtype="Int32"),
+        bytes=500,
+        ok=True,
+        error=None,
+        worker="locust-0",
+    )
+    duration_s = len(STAGED_USERS) * STAGE_S
+    run = create_run(
+        store,
+        run_id=run_id,
+        tool="locust",
+        start=START.isoformat().replace("+00:00", "Z"),
+        duration_s=float(duration_s),
+        stages=[{"duration_s": STAGE_S, "users": u} for u in STAGED_USERS],
+        wait_s=[0.0, 0.0],
+        status="completed",
+    )
+    users = pd.DataFrame(users_rows, columns=["ts", "users"])
+    run.write_table("requests", requests, "exact")
+    run.write_table(
+        "intervals", statistics.interval_table(requests, 1.0, users=users), "exact"
+    )
+    run.write_table("endpoints", statistics.endpoint_table(requests), "exact")
+    return run
+
+
+def add_resources(run: Run, series: Mapping[tuple[str, str], Iterable[float]]) -> Run:
+    """Add resource series, one sample a second from the run's start, to a run.
+
+    Parameters
+    ----------
+    run
+        The run; its resources table is extended (or created).
+    series
+        ``(source, metric) -> values``.
+    """
+    frames = [run.table("resources")] if run.has("resources") else []
+    for (source, metric), values in series.items():
+        values = np.asarray(list(values), dtype=float)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "ts": START + pd.to_timedelta(np.arange(values.size), unit="s"),
+                    "source": source,
+                    "metric": metric,
+                    "value": values,
+                }
+            )
+        )
+    run.write_table("resources", pd.concat(frames, ignore_index=True), "exact")
     return run
