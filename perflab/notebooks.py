@@ -2,7 +2,8 @@
 
 :func:`analyze` executes every notebook of ``notebooks/`` (``latency``, ``findings``,
 ``report``) with papermill, passing each the parameters it declares among ``run_dir``
-(the run folder) and ``out_dir`` (the output folder). It keeps each executed notebook
+(the run folder), ``out_dir`` (the output folder) and ``whole`` (analyse the whole run
+instead of its steady state; False by default). It keeps each executed notebook
 beside the report and converts the executed report notebook to a self-contained
 ``report.html`` with its code hidden and its figures embedded as base64 PNG images.
 The report notebook writes ``report.md`` and the figures itself, through
@@ -132,6 +133,7 @@ def analyze(
     notebooks_dir: Path | str | None = None,
     kernel_name: str | None = None,
     timeout_s: float = 600.0,
+    whole: bool = False,
 ) -> AnalysisResult:
     """Execute the analysis notebooks on a run and write its reports.
 
@@ -150,6 +152,10 @@ def analyze(
         (see :func:`kernel_for_this_python`).
     timeout_s
         Longest time one cell may run, in seconds.
+    whole
+        Analyse the whole run, ramp-up and ramp-down included, instead of the steady
+        state (:func:`perflab.windows.run_window`); passed to every notebook as its
+        ``whole`` parameter.
 
     Returns
     -------
@@ -171,7 +177,11 @@ def analyze(
     out_dir.mkdir(parents=True, exist_ok=True)
     source_dir = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir()
     kernel = kernel_name or kernel_for_this_python()
-    values = {"run_dir": str(run.path.resolve()), "out_dir": str(out_dir)}
+    values = {
+        "run_dir": str(run.path.resolve()),
+        "out_dir": str(out_dir),
+        "whole": bool(whole),
+    }
 
     missing = [n for n in NOTEBOOKS if not (source_dir / f"{n}.ipynb").exists()]
     if missing:
@@ -184,7 +194,12 @@ def analyze(
     for name in NOTEBOOKS:
         source = source_dir / f"{name}.ipynb"
         target = out_dir / f"{name}.ipynb"
-        log.info("executing %s on run %s", source, run.id)
+        log.info(
+            "executing %s on run %s (%s)",
+            source,
+            run.id,
+            "whole run" if whole else "steady state",
+        )
         # pass each notebook only the parameters it declares
         declared = papermill.inspect_notebook(str(source))
         parameters = {k: v for k, v in values.items() if k in declared}

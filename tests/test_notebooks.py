@@ -34,6 +34,7 @@ def test_notebook_is_stored_without_outputs_and_one_parameters_cell(name):
     assert len(tagged) == 1
     assert tagged[0].cell_type == "code"
     assert 'run_dir = ""' in tagged[0].source
+    assert "whole = False" in tagged[0].source
     if name == "report":
         assert 'out_dir = ""' in tagged[0].source
     assert nb.cells[0].cell_type == "markdown"  # says what the notebook is for
@@ -70,11 +71,71 @@ def test_analyze_writes_every_output(analysed):
     assert {p.name for p in result.figures} == {
         "latency_histogram.png",
         "latency_ecdf.png",
+        "latency_percentiles.png",
         "percentiles_over_time.png",
         "throughput_over_time.png",
         "resource_usage.png",
     }
     assert all(p.stat().st_size > 1000 for p in result.figures)
+
+
+def test_latency_notebook_shows_every_figure(analysed):
+    _, result = analysed
+    nb = nbformat.read(result.out_dir / "latency.ipynb", as_version=4)
+    alts = [
+        output.metadata.get("image/png", {}).get("alt", "")
+        for cell in nb.cells
+        for output in cell.get("outputs", [])
+        if "image/png" in output.get("data", {})
+    ]
+    assert alts == [
+        "Latency by percentile",
+        "Latency over time (dashed: the steady-state window analysed)",
+        "Cumulative latency distribution per endpoint",
+        "Latency per endpoint (box p25-p75, whiskers p1-p99, x the max)",
+        "Latency distribution per endpoint",
+        "Latency percentiles over time",
+        "Throughput and users over time",
+    ]
+    text = "".join(
+        output.get("data", {}).get("text/markdown", "")
+        for cell in nb.cells
+        for output in cell.get("outputs", [])
+    )
+    assert "**Window analysed**: steady state" in text
+
+
+def _tiny_notebook(source: str) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nb.metadata["language_info"] = {"name": "python"}
+    parameters = nbformat.v4.new_code_cell('run_dir = ""\nout_dir = ""\nwhole = False')
+    parameters.metadata["tags"] = ["parameters"]
+    nb.cells = [parameters, nbformat.v4.new_code_cell(source)]
+    return nb
+
+
+def test_analyze_passes_whole_to_every_notebook(tmp_path, store):
+    # stand-in notebooks that record the parameter they were given
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    for name in NOTEBOOKS:
+        target = "report.md" if name == "report" else f"{name}.txt"
+        nbformat.write(
+            _tiny_notebook(
+                "from pathlib import Path\n"
+                f"Path(out_dir, {target!r}).write_text(repr(whole))"
+            ),
+            notebooks / f"{name}.ipynb",
+        )
+    run = make_run(store)
+    out = tmp_path / "out"
+    result = analyze(run, out_dir=out, notebooks_dir=notebooks, whole=True)
+    assert result.report_md.read_text() == "True"
+    assert (out / "latency.txt").read_text() == "True"
+    assert (out / "findings.txt").read_text() == "True"
+    analyze(run, out_dir=out, notebooks_dir=notebooks)
+    assert result.report_md.read_text() == "False"
 
 
 def test_report_html_is_self_contained_without_code(analysed):
