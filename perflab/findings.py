@@ -37,6 +37,7 @@ import pandas as pd
 
 from perflab import statistics
 from perflab.store import OVERALL, Run
+from perflab.windows import Window, run_window, window_requests
 
 SEVERITIES = ("critical", "warning", "info")
 
@@ -193,8 +194,17 @@ def find(
     outlier_robust_z: float = 3.5,
     outlier_min_requests: int = 20,
     littles_law_tolerance: float = 0.2,
+    window: Window | None = None,
+    whole: bool = False,
 ) -> FindingsResult:
-    """Run every check on a run's whole window.
+    """Run every check on a run.
+
+    Levels (slow endpoints, error rates, outlier endpoints, Little's law) are
+    measured over the analysis window: the steady state of
+    :func:`perflab.windows.run_window` by default, so that they agree with the
+    report's Results. Checks about change over time (saturation across user levels,
+    error bursts, resources, queues, pools, coordinated omission) look at the whole
+    run and give each finding its own time range.
 
     Parameters
     ----------
@@ -254,6 +264,10 @@ def find(
     littles_law_tolerance
         ``littles_law`` fires when ``X * (R + Z) / N`` is further than this from 1
         over the steady window.
+    window
+        The window for the level checks; by default the steady state.
+    whole
+        Measure the level checks over the whole run instead.
 
     Returns
     -------
@@ -261,8 +275,16 @@ def find(
         The findings and the list of checks not evaluated, with the reason.
     """
     result = FindingsResult()
-    endpoints = _endpoints(run)
     requests = run.table("requests") if run.has("requests") else None
+    if requests is not None and not requests.empty:
+        if window is None:
+            window = run_window(run, whole=whole, requests=requests)
+        in_window = window_requests(requests, window)
+        endpoints = statistics.endpoint_table(in_window)
+        endpoints.attrs["provenance"] = "exact"
+    else:
+        window = in_window = None
+        endpoints = _endpoints(run)
     resources = run.table("resources") if run.has("resources") else None
 
     if endpoints is None:
@@ -274,9 +296,17 @@ def find(
         _slow_endpoints(
             result, endpoints, p95_target_ms, critical_factor, slowest_count
         )
-        _error_rates(result, endpoints, requests, error_rate_target, critical_factor)
+        _error_rates(result, endpoints, in_window, error_rate_target, critical_factor)
 
-    if run.has("errors"):
+    if in_window is not None:
+        _error_kinds(
+            result,
+            statistics.error_table(in_window),
+            endpoints,
+            error_rate_target,
+            error_kinds_count,
+        )
+    elif run.has("errors"):
         _error_kinds(
             result, run.table("errors"), endpoints, error_rate_target, error_kinds_count
         )
@@ -373,8 +403,9 @@ def find(
             requests,
             intervals if intervals is not None else run.table("intervals"),
             littles_law_tolerance,
+            window,
         )
-        _omission(result, run, requests)
+        _omission(result, run, requests, window)
 
     order = {s: i for i, s in enumerate(SEVERITIES)}
     result.findings.sort(key=lambda f: order[f.severity])
@@ -1418,16 +1449,13 @@ def _endpoint_outliers(result, endpoints, factor, robust_z, min_requests) -> Non
         )
 
 
-def _littles_law(result, run, requests, intervals, tolerance) -> None:
-    from perflab.windows import run_window, window_requests
-
+def _littles_law(result, run, requests, intervals, tolerance, window) -> None:
     wait = run.meta.get("wait_s")
     if not wait or len(wait) != 2:
         result.not_evaluated.append(
             "Little's law was not checked because run.json has no think time (wait_s)."
         )
         return
-    window = run_window(run, requests=requests)
     inside = window_requests(requests, window)
     overall = intervals[intervals["endpoint"] == OVERALL]
     ts = pd.to_datetime(overall["ts"], utc=True)
@@ -1493,9 +1521,8 @@ def _littles_law(result, run, requests, intervals, tolerance) -> None:
     )
 
 
-def _omission(result, run, requests) -> None:
+def _omission(result, run, requests, window) -> None:
     from perflab.omission import detect_omission
-    from perflab.windows import run_window, window_requests
 
     if "user" not in requests or requests["user"].isna().all():
         result.not_evaluated.append(
@@ -1503,7 +1530,6 @@ def _omission(result, run, requests) -> None:
             "user id."
         )
         return
-    window = run_window(run, requests=requests)
     omission = detect_omission(window_requests(requests, window))
     if not omission.detected:
         return

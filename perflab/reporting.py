@@ -6,8 +6,8 @@ numbers: the header fields, ``### Results``, ``### Targets``, ``### Resource Usa
 table and ``### Notes`` (percentile method, window, where each table's numbers came
 from, the run's caveats).
 
-Headline numbers (Results, the endpoint table, and the findings where
-:func:`perflab.findings.find` takes a window) come from the *window*: by default the
+Headline numbers (Results, the endpoint table, and the level findings of
+:func:`perflab.findings.find`) come from the *window*: by default the
 steady state of :func:`perflab.windows.run_window`, without ramp-up and ramp-down;
 ``whole=True`` analyses the whole run. Total Requests always counts the whole run (the
 rows of ``requests.parquet``), and the window's own count is given beside it.
@@ -24,7 +24,6 @@ written "not measured", never invented.
 from __future__ import annotations
 
 import importlib
-import inspect
 import logging
 import math
 import re
@@ -638,7 +637,7 @@ def _cell(value: float | None, low: float | None, high: float | None, with_ci: b
 def run_findings(
     run: Run, whole: bool = False, window: Window | None = None
 ) -> FindingsResult:
-    """:func:`perflab.findings.find` over the analysis window where it takes one.
+    """:func:`perflab.findings.find` over the analysis window.
 
     Parameters
     ----------
@@ -654,23 +653,14 @@ def run_findings(
     FindingsResult
         The findings, with default thresholds.
     """
-    # TODO: call find(run, window=..., whole=...) directly once findings.find takes
-    # a window (being added alongside this module); until then the whole run is used.
-    accepted = inspect.signature(find).parameters
-    if "window" in accepted and window is not None:
-        return find(run, window=window)
-    if "whole" in accepted:
-        return find(run, whole=whole)
-    return find(run)
+    return find(run, window=window, whole=whole)
 
 
 def _findings_scope() -> str:
-    accepted = inspect.signature(find).parameters
-    if "window" in accepted or "whole" in accepted:
-        return "the same window as Results"
     return (
-        "the run as perflab.findings sees it: find() takes no window yet, so the "
-        "findings' numbers may cover the whole run and differ from Results"
+        "endpoint levels (slow endpoints, error rates, outliers, Little's law) over "
+        "the same window as Results; changes over time (saturation, bursts, "
+        "resources) over the whole run, each with its own time range"
     )
 
 

@@ -16,6 +16,7 @@ from runfactory import (
 
 from perflab import statistics
 from perflab.findings import Finding, find, fit_knee, user_levels
+from perflab.windows import run_window
 
 
 def _nearest_rank(values: np.ndarray, percentile: float) -> float:
@@ -25,15 +26,20 @@ def _nearest_rank(values: np.ndarray, percentile: float) -> float:
     return float(ordered[max(rank, 1) - 1])
 
 
-def test_slow_endpoint_fires_with_its_numbers(store):
+@pytest.mark.parametrize("whole", [False, True])
+def test_slow_endpoint_fires_with_its_numbers(store, whole):
     run = make_run(store)
-    result = find(run)
+    result = find(run, whole=whole)
 
     slow = result.of_kind("slow_endpoint")
     assert [f.evidence["endpoint"] for f in slow] == ["GET /analytics/engagement"]
     finding = slow[0]
     assert finding.severity == "warning"
     requests = run.table("requests")
+    if not whole:
+        # the steady state: ramp-up and ramp-down left out, as in the report
+        requests = _in_window(run)
+        assert len(requests) < len(run.table("requests"))
     latency = requests.loc[
         requests["endpoint"] == "GET /analytics/engagement", "latency_ms"
     ].to_numpy()
@@ -48,11 +54,17 @@ def test_slow_endpoint_threshold_is_a_parameter(store):
     assert [f.severity for f in result.of_kind("slow_endpoint")] == ["info"]
 
 
+def _in_window(run):
+    requests = run.table("requests")
+    window = run_window(run, requests=requests)
+    return requests[(requests["ts"] >= window.start) & (requests["ts"] < window.end)]
+
+
 def test_error_rate_above_target_fires_per_endpoint(store):
     run = make_run(store)
     result = find(run)
 
-    requests = run.table("requests")
+    requests = _in_window(run)
     post = requests[requests["endpoint"] == "POST /publications"]
     failed = post[~post["ok"]]
     rate = len(failed) / len(post)
@@ -71,7 +83,7 @@ def test_error_kinds_counts_come_from_the_requests(store):
     run = make_run(store)
     (finding,) = find(run).of_kind("error_kinds")
 
-    requests = run.table("requests")
+    requests = _in_window(run)
     expected = requests.loc[~requests["ok"], "error"].value_counts().to_dict()
     assert finding.evidence["kinds"] == expected
     assert finding.evidence["failures"] == sum(expected.values())
