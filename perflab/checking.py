@@ -26,7 +26,15 @@ latency percentiles (``p95_ms``...)
     caveat in its ``note``. For a run with only the tool's aggregate endpoints
     table, the tool's number over the whole run, with "no interval: aggregate".
 ``throughput_rps``
-    Successful requests of the matching endpoints per second of the window.
+    Successful requests of the matching endpoints per second of the window. A
+    minimum rate tests what the service can sustain, so a run that never offered
+    that much load cannot fail it: when the rate falls short and the run's users
+    spent most of the window thinking rather than waiting on responses (by Little's
+    law, mean requests in flight = the sum of latencies / the window's length, below
+    :data:`BUSY_SHARE` of the users), the load generator set the rate, and the
+    target is *not evaluable* with the rate reached and a way to offer more load.
+    When users were mostly waiting on the service, or their number is unknown, a
+    rate below the target fails.
 ``error_rate_percent``
     Failed / all requests, in percent.
 ``db_connections``, ``db_pool_usage_percent``, ``redis_memory_percent``,
@@ -89,6 +97,10 @@ UNITS = {
     "redis_memory_percent": "%",
     "load_generator_cpu_percent": "%",
 }
+
+#: A shortfall in throughput counts against the service only when the users spent
+#: at least this share of the window waiting on responses (see the module docs).
+BUSY_SHARE = 0.5
 
 POOL_IN_USE = "perflab_db_pool_in_use"
 POOL_SIZE = "perflab_db_pool_size"
@@ -520,11 +532,40 @@ def _endpoint(target: Target, ctx: _Context) -> _Measure:
     if ctx.requests is not None:
         rows = ctx.requests[ctx.requests["endpoint"].isin(labels)]
         measure = _from_requests(target, rows, ctx.window.seconds)
+        if target.metric == "throughput_rps" and not target.passes(measure.value):
+            _unoffered_rate(target, measure, ctx)
     else:
         rows = ctx.endpoints[ctx.endpoints["endpoint"].isin(labels)]
         measure = _from_aggregate(target, rows)
     measure.endpoints = ", ".join(labels)
     return measure
+
+
+def _unoffered_rate(target: Target, measure: _Measure, ctx: _Context) -> None:
+    """Make a throughput shortfall not evaluable when the users, not the service,
+    set the rate: they spent most of the window thinking (see the module docs)."""
+    users = ctx.window.peak_users if ctx.window is not None else None
+    if not users:
+        users = ctx.run.meta.get("peak_users_planned")
+    if not users or ctx.requests is None or ctx.window.seconds <= 0:
+        return
+    latency_s = float(np.nansum(ctx.requests["latency_ms"].to_numpy(float))) / 1000
+    in_flight = latency_s / ctx.window.seconds
+    busy = in_flight / float(users)
+    if busy >= BUSY_SHARE:
+        measure.note = (
+            f"{measure.note} The {users:g} users spent {busy:.0%} of the window "
+            "waiting on responses: the service, not the load, set this rate."
+        )
+        return
+    measure.reason = (
+        f"the run offered too little load to test it: {measure.value:,.1f} rps "
+        f"reached while its {users:g} users spent only {busy:.0%} of the window "
+        f"waiting on responses ({in_flight:,.2f} requests in flight on average), so "
+        "their think time, not the service, set the rate; offer more load (more "
+        "users, shorter think time, or a step load with perflab run --shape "
+        "steps:...) to test it"
+    )
 
 
 def check_run(

@@ -148,20 +148,47 @@ def test_text_and_markdown_tables_show_every_target(store):
     assert "[" in markdown  # confidence intervals are shown
 
 
+THROUGHPUT_TARGETS = (
+    "endpoints:\n  - endpoint: GET /publications\n    min_throughput_rps: 1000\n"
+    "  - endpoint: POST /publications\n    max_rps: 1\n"
+)
+
+
+def _busy_share(run) -> float:
+    """Mean requests in flight per user over the steady window (Little's law)."""
+    window = run_window(run)
+    requests = window_requests(run.table("requests"), window)
+    in_flight = requests["latency_ms"].sum() / 1000 / window.seconds
+    return in_flight / window.peak_users
+
+
 def test_throughput_must_reach_the_rate_the_plan_asks(store):
-    run = make_healthy_run(store)
-    text = (
-        "endpoints:\n  - endpoint: GET /publications\n    min_throughput_rps: 1000\n"
-        "  - endpoint: POST /publications\n    max_rps: 1\n"
-    )
-    rows = check_run(run, targets(text)).to_frame().set_index("target")
+    # users waiting on slow responses most of the time: the service set the rate
+    run = make_run(store, medians_ms={"GET /publications": 3000.0})
+    assert _busy_share(run) >= 0.5
+    rows = check_run(run, targets(THROUGHPUT_TARGETS)).to_frame().set_index("target")
     window = run_window(run)
     requests = window_requests(run.table("requests"), window)
     ok = requests[(requests["endpoint"] == "GET /publications") & requests["ok"]]
     low = rows.loc["GET /publications throughput"]
     assert low["value"] == pytest.approx(len(ok) / window.seconds)
     assert low["verdict"] == "fail" and "must sustain" in low["reason"]
+    assert "the service, not the load, set this rate" in low["note"]
     assert rows.loc["POST /publications throughput", "verdict"] == "pass"
+
+
+def test_a_rate_the_run_never_offered_is_not_evaluable(store):
+    # users mostly thinking: their think time set the rate, not the service
+    run = make_healthy_run(store)
+    assert _busy_share(run) < 0.5
+    result = check_run(run, targets(THROUGHPUT_TARGETS))
+    rows = result.to_frame().set_index("target")
+    low = rows.loc["GET /publications throughput"]
+    assert low["verdict"] == "not evaluable"
+    assert "offered too little load" in low["reason"]
+    assert low["value"] > 0  # the rate reached is still shown
+    assert rows.loc["POST /publications throughput", "verdict"] == "pass"
+    assert not result.failed
 
 
 def test_whole_run_window_on_request(store):
