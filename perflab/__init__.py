@@ -36,16 +36,20 @@ _MODULES = (
     "windows",
 )
 
-#: Public functions and classes, and the module each one lives in.
+#: Public functions and classes, and the module each one lives in. A name here must
+#: not also be a module's name: ``perflab.ingest`` is the package of readers (its
+#: function is ``perflab.ingest.ingest``) and ``perflab.catalog`` the catalog module
+#: (``perflab.catalog.catalog``).
 _NAMES = {
     "Run": "store",
     "open_run": "store",
     "create_run": "store",
     "list_runs": "store",
-    "ingest": "ingest",
     "LocustOptions": "launching",
     "run_locust": "launching",
+    "parse_shape": "shapes",
     "analyze": "notebooks",
+    "analyze_comparison": "notebooks",
     "find": "findings",
     "percentiles": "statistics",
     "percentile_intervals": "statistics",
@@ -58,7 +62,12 @@ _NAMES = {
     "check_run": "checking",
     "load_targets": "targets",
     "compare": "comparing",
+    "regressions": "comparing",
+    "write_comparison": "comparing",
+    "trend": "catalog",
+    "step_throughput": "capacity",
     "fit_usl": "capacity",
+    "users_at_target": "capacity",
     "PerflabError": "errors",
     "PerflabWarning": "errors",
 }

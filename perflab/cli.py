@@ -2,9 +2,13 @@
 
 Each subcommand is one step of the flow (see DESIGN.md): ``serve`` and ``seed`` the
 sample service, ``run`` a load test, ``ingest`` exports, ``analyze`` a run into a
-report, ``runs`` to list the store, and ``demo`` to do all of it on this machine.
+report, ``check`` a run against its targets (the CI gate), ``compare`` two runs,
+``runs`` to list the store, and ``demo`` to do all of it on this machine.
 
-Errors perflab raises on purpose are printed as one message and exit with status 2;
+Exit status: 0 when the command did its job (and, for ``check``, every target that
+could be evaluated passed and nothing regressed); 1 when a ``check`` failed or a
+``run`` did not complete; 2 for a usage or input error: errors perflab raises on
+purpose and malformed options are printed as one message, without a traceback.
 perflab's warnings (caveats about the numbers) are printed as ``warning:`` lines.
 """
 
@@ -17,7 +21,7 @@ import warnings
 from pathlib import Path
 
 from perflab import __version__
-from perflab.errors import PerflabError, PerflabWarning
+from perflab.errors import InputError, PerflabError, PerflabWarning
 from perflab.shapes import DEFAULT_STAGES
 from perflab.store import DEFAULT_STORE
 
@@ -26,13 +30,32 @@ log = logging.getLogger("perflab")
 DEFAULT_REPORTS = Path("reports")
 
 
-def _stages(text: str):
-    from perflab.shapes import parse_stages
+def _shape(text: str):
+    from perflab.shapes import parse_shape
 
     try:
-        return parse_stages(text)
+        return parse_shape(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _threshold(text: str) -> float:
+    """A practical threshold: a fraction (``0.05``) or a percentage (``5%``)."""
+    number = text.strip()
+    try:
+        value = float(number.removesuffix("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number; write the threshold as a fraction, for "
+            "example 0.05 (or 5%)"
+        ) from None
+    if number.endswith("%"):
+        value /= 100
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a fraction from 0 to 1; 0.05 (or 5%) is a 5 % threshold"
+        )
+    return value
 
 
 def _wait(text: str) -> tuple[float, float]:
@@ -94,6 +117,22 @@ def _add_probe_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_comparison_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threshold",
+        type=_threshold,
+        default=0.05,
+        metavar="FRACTION",
+        help="practical threshold: a smaller significant change is no regression "
+        "(default 0.05, that is 5%%)",
+    )
+    parser.add_argument(
+        "--whole",
+        action="store_true",
+        help="use the whole runs, ramps included, instead of their steady states",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="perflab",
@@ -133,10 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="newsletter, alerts, publications, analytics, plan, or a locustfile",
     )
     run.add_argument(
+        "--shape",
         "--stages",
-        type=_stages,
+        dest="shape",
+        type=_shape,
         default=DEFAULT_STAGES,
-        help=f"DURATION:USERS,... as in k6 (default {DEFAULT_STAGES})",
+        metavar="SPEC",
+        help="the load shape: stages DURATION:USERS,... as in k6, or a step load "
+        "steps:START:STEP:COUNT:HOLD[:RAMP] such as steps:2:2:6:30s "
+        f"(default {DEFAULT_STAGES})",
     )
     run.add_argument("--processes", type=int, default=1, help="Locust processes")
     run.add_argument(
@@ -176,7 +220,66 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.set_defaults(func=cmd_analyze)
 
+    check = commands.add_parser(
+        "check",
+        help="check a run against its targets (exit 1 when one fails)",
+        description="Check a run against the targets (the plan's, or a file's) and, "
+        "with --baseline, against an earlier run. Exits 1 when a target fails or "
+        "a metric regressed, 0 otherwise; a target the run cannot judge is shown as "
+        "not evaluable, with the reason.",
+    )
+    check.add_argument("run", help="run id or run folder")
+    check.add_argument(
+        "--targets",
+        type=Path,
+        metavar="FILE",
+        help="a targets YAML file; it extends the plan's targets unless it says "
+        "'extends: none' or --replace-default is given (default: the plan's)",
+    )
+    check.add_argument(
+        "--replace-default",
+        action="store_true",
+        help="check only the targets of --targets FILE, not the plan's too (a "
+        "file's own 'extends:' wins)",
+    )
+    check.add_argument(
+        "--junit", type=Path, metavar="PATH", help="write JUnit XML for CI here"
+    )
+    check.add_argument(
+        "--markdown", type=Path, metavar="PATH", help="write the tables as markdown"
+    )
+    check.add_argument(
+        "--baseline",
+        metavar="BASE",
+        help="also compare with this run (id or folder); a regression fails the check",
+    )
+    _add_comparison_options(check)
+    check.set_defaults(func=cmd_check)
+
+    compare = commands.add_parser(
+        "compare", help="compare a candidate run with a base run"
+    )
+    compare.add_argument("base", help="base run id or folder")
+    compare.add_argument("candidate", help="candidate run id or folder")
+    _add_comparison_options(compare)
+    compare.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default reports/compare-<base>-<candidate>)",
+    )
+    compare.add_argument(
+        "--notebook",
+        action="store_true",
+        help="also execute the compare notebook: figures and compare.html",
+    )
+    compare.set_defaults(func=cmd_compare)
+
     runs = commands.add_parser("runs", help="list the runs in the store")
+    runs.add_argument(
+        "--trend",
+        action="store_true",
+        help="compare each run with the previous comparable one (slower)",
+    )
     runs.set_defaults(func=cmd_runs)
 
     demo = commands.add_parser(
@@ -220,7 +323,7 @@ def cmd_run(args) -> int:
     options = LocustOptions(
         scenario=args.scenario,
         host=args.host,
-        stages=args.stages if isinstance(args.stages, list) else _stages(args.stages),
+        stages=args.shape,
         processes=args.processes,
         wait_s=args.wait,
         target_pid=args.target_pid,
@@ -275,24 +378,263 @@ def cmd_analyze(args) -> int:
     return 0
 
 
-def cmd_runs(args) -> int:
-    from perflab.store import list_runs
+def cmd_check(args) -> int:
+    from perflab.checking import FAIL, PASS, check_run
+    from perflab.comparing import compare, junit_xml, regressions, render_comparison
+    from perflab.store import open_run
+    from perflab.targets import load_targets
 
-    runs = list_runs(args.store)
-    if not runs:
+    # the targets first: a bad file fails before any run is read
+    if args.replace_default and args.targets is None:
+        raise InputError(
+            "--replace-default needs --targets FILE, the targets that replace the "
+            "plan's."
+        )
+    targets = load_targets(args.targets, extend_default=not args.replace_default)
+    if not len(targets):
+        raise InputError(
+            "The targets file sets no target, so a check would pass without "
+            "checking anything; give endpoints or system limits.",
+            args.targets,
+        )
+    run = open_run(args.run, store=args.store)
+    base = open_run(args.baseline, store=args.store) if args.baseline else None
+
+    result = check_run(run, targets, whole=args.whole)
+    comparison = None
+    if base is not None:  # before printing: a baseline it cannot use is an error
+        comparison = compare(base, run, threshold=args.threshold, whole=args.whole)
+    print(result.to_text(), end="")
+    print(f"Targets: {', '.join(result.sources)}")
+    counts = result.counts()
+    if counts[PASS] + counts[FAIL] == 0:
+        print(
+            f"warning: none of the {len(result.rows)} targets could be evaluated on "
+            f"run {run.id}, so this check says nothing about it.",
+            file=sys.stderr,
+        )
+    junit = [result.to_junit_xml()]
+    markdown = [f"# Check: {run.id}", "", result.to_markdown()]
+
+    found = []
+    if comparison is not None:
+        found = regressions(comparison)
+        print()
+        print(_comparison_text(comparison), end="")
+        junit.append(junit_xml(comparison))
+        markdown += ["", render_comparison(comparison)]
+
+    if args.junit is not None:
+        text = junit[0] if len(junit) == 1 else _merge_junit(junit, run.id)
+        print(f"junit: {_write(args.junit, text)}")
+    if args.markdown is not None:
+        text = "\n".join(markdown)
+        print(f"markdown: {_write(args.markdown, text)}")
+
+    failed = counts[FAIL]
+    outcome = [f"{failed} target{'s' * (failed != 1)} failed"]
+    if base is not None:
+        outcome.append(
+            f"{len(found)} regression{'s' * (len(found) != 1)} against {base.id}"
+        )
+    verdict = "fail" if failed or found else "pass"
+    print(f"Check {verdict}: {', '.join(outcome)}.")
+    return 1 if verdict == "fail" else 0
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    log.debug("wrote %s", path)
+    return path
+
+
+def _merge_junit(documents: list[str], run_id: str) -> str:
+    """One JUnit XML document holding every ``testsuite`` of several, with the
+    ``testsuites`` counts summed."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.Element("testsuites", name=f"perflab check {run_id}")
+    totals = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
+    for document in documents:
+        for suite in ET.fromstring(document).iter("testsuite"):
+            root.append(suite)
+            for key in totals:
+                totals[key] += int(suite.get(key, "0"))
+    for key, value in totals.items():
+        root.set(key, str(value))
+    root.set("time", "0")
+    ET.indent(root)
+    body = ET.tostring(root, encoding="unicode")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
+
+
+def cmd_compare(args) -> int:
+    from perflab.comparing import compare, comparison_dir, write_comparison
+    from perflab.store import open_run
+
+    base = open_run(args.base, store=args.store)
+    candidate = open_run(args.candidate, store=args.store)
+    comparison = compare(base, candidate, threshold=args.threshold, whole=args.whole)
+    print(_comparison_text(comparison), end="")
+
+    out_dir = args.out or comparison_dir(comparison, DEFAULT_REPORTS)
+    print(f"comparison: {write_comparison(comparison, out_dir)}")
+    if args.notebook:
+        from perflab.notebooks import analyze_comparison
+
+        result = analyze_comparison(
+            base, candidate, out_dir, threshold=args.threshold, whole=args.whole
+        )
+        print(f"html:       {result.comparison_html}")
+    return 0
+
+
+def _comparison_text(comparison) -> str:
+    """The comparison for the terminal: what differs between the loads, the verdict
+    of each endpoint, and the regressions."""
+    from perflab.comparing import regressions
+
+    c = comparison
+    lines = [
+        f"Comparison: {c.candidate_id} against base {c.base_id} "
+        f"(threshold {c.threshold:.0%}, {c.confidence:.0%} confidence)",
+        "",
+        "Differences between the runs:",
+    ]
+    differences = c.differences or [
+        "None found: same tool, scenario, users, stages and endpoints."
+    ]
+    lines += [f"  - {sentence}" for sentence in differences]
+    lines += ["Windows:", *[f"  - {note}" for note in c.notes[:2]], ""]
+
+    rows = [
+        [
+            str(row.endpoint),
+            str(row.verdict),
+            f"{row.base_requests:,} / {row.candidate_requests:,}",
+            _change(row.p50_relative),
+            _change(row.p95_relative),
+            _p_value(row.p_adjusted),
+        ]
+        for row in c.endpoints.itertuples(index=False)
+    ]
+    header = ["ENDPOINT", "VERDICT", "REQUESTS BASE / CAND", "P50", "P95", "ADJ. P"]
+    lines.append(_table(header, rows, right={2, 3, 4, 5}))
+
+    found = regressions(c)
+    if found:
+        lines.append(
+            f"{len(found)} regression{'s' * (len(found) != 1)} beyond the "
+            f"{c.threshold:.0%} threshold:"
+        )
+        lines += [f"  - {regression}" for regression in found]
+    else:
+        lines.append(
+            f"No significant regression beyond the {c.threshold:.0%} threshold."
+        )
+    if c.warnings:
+        lines += ["", "Caveats:"]
+        lines += [f"  - {warning}" for warning in c.warnings]
+    return "\n".join(lines) + "\n"
+
+
+def _change(relative: float) -> str:
+    if relative is None or relative != relative:
+        return "n/a"
+    return f"{100 * relative:+.1f}%"
+
+
+def _p_value(p: float) -> str:
+    if p is None or p != p:
+        return "n/a"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _table(header: list[str], rows: list[list[str]], right=frozenset()) -> str:
+    """A plain-text table: columns as wide as their widest cell, two spaces apart;
+    the columns numbered in ``right`` aligned right."""
+    widths = [
+        max(len(cells[i]) for cells in [header, *rows]) for i in range(len(header))
+    ]
+    lines = []
+    for cells in [header, *rows]:
+        padded = [
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        lines.append("  ".join(padded).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def cmd_runs(args) -> int:
+    from perflab.catalog import catalog
+
+    runs = catalog(args.store)
+    if runs.empty:
         print(f"no runs in {args.store}")
         return 0
-    print(f"{'run id':44} {'tool':8} {'scenario':14} {'status':11} {'requests':>9}")
-    for run in runs:
-        requests = run.meta.get("tables", {}).get("requests", {}).get("rows")
-        if requests is None:
-            requests = run.meta.get("tables", {}).get("endpoints", {}) and "aggregate"
-        scenario = Path(str(run.meta.get("scenario") or "-")).stem
+    if args.trend:
+        from perflab.catalog import trend
+
+        trends = trend(args.store).set_index("id")
+        runs["verdict"] = [
+            _trend_cell(trends, run_id) for run_id in runs["id"].tolist()
+        ]
+
+    header = ["RUN ID", "DATE (UTC)", "TOOL", "SCENARIO", "ENVIRONMENT"]
+    header += ["REQUESTS", "P95 MS", "STATUS"]
+    if "verdict" in runs.columns:
+        header.append("VERDICT")
+    rows = []
+    for run in runs.to_dict("records"):
+        cells = [
+            str(run["id"]),
+            "-" if _missing(run["date"]) else f"{run['date']:%Y-%m-%d %H:%M}",
+            _cell(run["tool"]),
+            _cell(None if _missing(run["scenario"]) else Path(run["scenario"]).stem),
+            _cell(run["environment"]),
+            "-" if _missing(run["requests"]) else f"{int(run['requests']):,}",
+            "-" if _missing(run["p95"]) else f"{run['p95']:,.1f}",
+            _cell(run["status"]),
+        ]
+        if "verdict" in runs.columns:
+            cells.append(_cell(run["verdict"], 40))
+        rows.append(cells)
+    print(_table(header, rows, right={5, 6}), end="")
+
+    print(f"{len(runs)} run{'s' * (len(runs) != 1)} in {args.store}", end="")
+    if args.trend:
         print(
-            f"{run.id:44} {run.meta.get('tool', '-'):8} {scenario:14} "
-            f"{run.meta.get('status', '-'):11} {requests or '-':>9}"
+            "; verdict: against the previous completed run with the same scenario, "
+            "environment and users",
+            end="",
         )
+    print()
     return 0
+
+
+def _trend_cell(trends, run_id: str) -> str | None:
+    if run_id not in trends.index or _missing(trends.loc[run_id, "previous"]):
+        return None
+    row = trends.loc[run_id]
+    count = int(row["regressions"])
+    if count:
+        return f"{row['verdict']} ({count} regression{'s' * (count != 1)})"
+    return str(row["verdict"])
+
+
+def _missing(value) -> bool:
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value))
+
+
+def _cell(value, width: int = 24) -> str:
+    if _missing(value) or value == "":
+        return "-"
+    text = str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def cmd_demo(args) -> int:
@@ -322,7 +664,10 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a usage error (2, message printed), --help, --version
+        return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(message)s",

@@ -4,6 +4,14 @@
 and overall, on what both runs share, within the steady-state window of each (see
 :func:`perflab.windows.run_window`) unless asked for the whole runs.
 
+The latencies of a run are not independent draws: machine load, garbage collection and
+queueing for a connection pool come in bursts, so requests close in time are slow or
+fast together. Tests that treat every request as independent find a difference
+between two runs of the same build (an A/A pair) far more often than their
+significance level says. So the intervals and p-values below come from resampling
+*time blocks* of each run, which keeps that dependence, and the tests of throughput
+and error rate are widened by what the blocks show.
+
 Definitions
 -----------
 change
@@ -12,41 +20,99 @@ change
 metrics
     ``p50``, ``p95``, ``p99`` (nearest-rank latency percentiles, ms, of every request
     with a latency), ``throughput`` (requests that started in the window per second of
-    the window) and ``error_rate`` (failed / all requests in the window).
+    the window) and ``error_rate`` (failed / all requests in the window). These point
+    values are exact: computed from every request, never from a grid or a resample.
+time blocks
+    A window of ``T`` seconds is cut into ``b`` consecutive blocks of ``T / b``
+    seconds, ``b = round(T ** (2/3))`` kept within [:data:`MIN_BLOCKS`,
+    :data:`MAX_BLOCKS`] = [10, 100] (see :func:`block_plan`). So a block lasts about
+    the cube root of the window (2.5 s for 25 s, 4 s for a minute, 36 s for an hour;
+    the ``n ** (1/3)`` order suits variance estimates), and never less than
+    :data:`BLOCK_S` (1 s) unless the window is shorter than 10 s: such a window still
+    gets 10 blocks, shorter than 1 s, and a caveat says its intervals may be too
+    narrow. A request belongs to the block its start falls in.
+block resample
+    One resample of a run draws ``b`` of its blocks with replacement (the number of
+    times each block is drawn is multinomial) and holds every request of the drawn
+    blocks, as often as the block was drawn; its size varies with the blocks drawn.
+    Each run is resampled :data:`RESAMPLES` times, independently of the other run; all
+    endpoints of a run share its draws, as they share its time.
+resampled percentile
+    The nearest-rank percentile of a resample (rank ``k = max(1, ceil(q n*))`` of its
+    ``n*`` latencies). It is computed from the per-block counts of each latency on a
+    grid, never by building the resample, so the cost does not grow with the number
+    of requests: the grid is the distinct latencies of both runs when there are at
+    most :data:`MAX_GRID_VALUES` (16,384) of them, and the resampled percentile is
+    then exact; with more, it is log-spaced bins :data:`GRID_RESOLUTION` (0.1 %) wide,
+    each standing for the smallest latency in it, and the resampled percentile is at
+    most 0.1 % below the exact one.
+run variance
+    The bootstrap variance of a run's statistic over its resamples, times ``b / (b -
+    1)``: resampling ``b`` blocks gives ``(b - 1) / b`` of the unbiased variance of
+    a statistic made of ``b`` blocks. A change between the runs has the standard
+    error ``s = sqrt(v_base + v_candidate)`` and is referred to Student's t with
+    Welch and Satterthwaite's degrees of freedom, each run's variance counting ``b -
+    1`` (between ``min(b) - 1`` and ``b_base + b_candidate - 2``): with few blocks
+    ``s`` is itself uncertain, and a normal reference would make the small p-values
+    that survive Holm's adjustment far too small.
 percentile change interval and p-value
-    An exact bootstrap of each run's nearest-rank percentile: resampling n latencies
-    with replacement and taking the order statistic of rank ``k = ceil(q n)`` draws,
-    without building the resample, the sorted sample at index
-    ``floor(n U)`` with ``U ~ Beta(k, n + 1 - k)`` (the k-th smallest of n uniform
-    draws). Each run is resampled independently (:data:`RESAMPLES` times), the
-    interval is the percentile interval of the bootstrapped relative change, and the
-    two-sided p-value is ``2 min(P*(d <= 0), P*(d >= 0))`` over the bootstrapped
-    differences ``d`` (with the usual +1 correction). This costs O(resamples) per
-    percentile whatever the number of requests, so no sample is ever subsampled.
+    On the log scale: ``t = log(candidate / base) / s``, ``s`` from the run
+    variances of the log of the resampled percentiles; the interval of the relative
+    change is ``exp(log(candidate / base) +- t_(df) s) - 1`` and that of the change
+    in ms is the base times it, and the p-value is two-sided. (On the ms scale
+    instead when a percentile or a resampled one is 0.) When no resample moves
+    either percentile, ``s`` is 0, the interval is the point and the p-value is 1
+    for no change, else ``2 / (resamples + 1)``.
+superiority
+    The probability that a candidate latency exceeds a base latency, ties counting
+    half (the Mann-Whitney U statistic over ``n_base n_candidate``); 0.5 means no
+    shift. Its point value is exact. Its run variances come from resampling one run
+    at a time against the other taken whole, on the grid (latencies in one bin
+    count as ties).
+endpoint verdict
+    ``t = (superiority - 0.5) / s`` referred to Student's t as above. The endpoint's
+    p-value is the larger of that one and the two-sided Mann-Whitney U test's,
+    which assumes independent requests and is the valid one when there are too few
+    requests for ``s``. The p-values are adjusted over every endpoint and
+    ``Overall`` with Holm's method, so that the chance of calling any endpoint of an
+    A/A pair changed is at most ``1 - confidence``. A significant endpoint is
+    *slower* (or *faster*) when its p50 or p95 is itself significantly worse (or
+    better) by at least the practical ``threshold`` (5 % by default; see *metric
+    status*), so that a slower endpoint always has a regression to show; otherwise
+    it is called *significant but below the threshold*.
 throughput test
     Conditional on the total count, the candidate's count is binomial with
     probability ``t_c / (t_b + t_c)`` (window lengths ``t``) when both runs have the
     same Poisson rate; the exact binomial test and its Clopper-Pearson interval give
-    the p-value and the interval of the rate ratio. Closed-loop load is usually less
-    dispersed than Poisson, which makes this conservative. Throughput is compared
-    only when both runs had the same peak users and think time.
+    the p-value and the interval of the rate ratio. Bursts make request counts more
+    dispersed than Poisson's: when the per-block counts of the two runs vary more
+    than Poisson counts would (pooled variance-to-mean ratio ``phi > 1``), both
+    counts are divided by ``phi`` first. Closed-loop load is usually less dispersed
+    than Poisson, and ``phi`` is never taken below 1, which leaves the test
+    conservative. Throughput is compared only when both runs had the same peak users
+    and think time.
 error-rate test
     Fisher's exact test on the 2x2 table of failed and successful requests; the
     interval of the difference of the two rates is Newcombe's hybrid score interval
-    (from two Wilson intervals).
-endpoint verdict
-    The two latency distributions are compared with the two-sided Mann-Whitney U test.
-    Its p-values are adjusted over every endpoint and ``Overall`` with Holm's method,
-    so that the chance of calling any endpoint of an A/A pair changed is at most
-    ``1 - confidence``. A significant endpoint is *slower* (or *faster*) when its p50
-    or p95 moved by at least the practical ``threshold`` (5 % by default) in the
-    direction the test found; otherwise it is called *significant but below the
-    threshold*, never a regression.
+    (from two Wilson intervals). Failures come in bursts, so each run's failures and
+    requests are first divided by its *design effect* ``d``, the variance of its
+    failure share estimated from the blocks (``b / (b - 1) sum (f_j - p n_j)^2 /
+    n^2``) over the variance for independent requests (``p (1 - p) / n``), taken
+    no lower than 1 (Rao and Scott's adjustment for clustered binary data); the
+    adjusted counts are rounded for Fisher's test.
 metric status
     Every metric's p-value is adjusted with Holm's method over all the metrics of the
     comparison. A metric is a *regression* (see :func:`regressions`) when it is
     significantly worse (higher latency or error rate, lower throughput) by at least
     the threshold.
+
+Limitations
+-----------
+Blocks capture dependence within a run up to about a block's length. They cannot see
+what differs between the conditions of the two runs (another load on the machine
+during one of them, a cold cache, a noisy neighbour): an A/A pair run minutes apart
+can still differ by more than its intervals say. Two runs of the base build, compared
+with each other, show how far that goes on a given machine.
 """
 
 from __future__ import annotations
@@ -67,8 +133,21 @@ from perflab.windows import Window, run_window, window_requests
 
 log = logging.getLogger(__name__)
 
-#: Bootstrap resamples per percentile (cheap: each is one Beta draw per run).
+#: Bootstrap resamples of each run (each draws the run's time blocks with replacement).
 RESAMPLES = 4000
+
+#: Shortest time block, in seconds, for windows of at least ``MIN_BLOCKS`` seconds.
+BLOCK_S = 1.0
+
+#: Fewest and most time blocks a window is cut into (see :func:`block_plan`).
+MIN_BLOCKS = 10
+MAX_BLOCKS = 100
+
+#: Most distinct latencies of an endpoint (both runs) resampled exactly; beyond, bins.
+MAX_GRID_VALUES = 16384
+
+#: Relative width of the log-spaced latency bins used beyond ``MAX_GRID_VALUES``.
+GRID_RESOLUTION = 0.001
 
 #: Latency percentiles compared (0-100 scale) and their column names.
 LATENCY_METRICS = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
@@ -132,7 +211,8 @@ class Comparison:
         One row per shared endpoint and ``Overall`` (last): ``endpoint``,
         ``base_requests``, ``candidate_requests``, ``superiority`` (the probability
         that a candidate latency exceeds a base latency, ties counting half; 0.5 means
-        no shift), ``p_value`` and ``p_adjusted`` (Mann-Whitney U, Holm-adjusted),
+        no shift), ``p_value`` and ``p_adjusted`` (the block-bootstrap test of the
+        superiority, see the module docstring; Holm-adjusted),
         ``p50_relative``, ``p95_relative`` (relative changes), ``verdict``
         (:data:`FASTER`, :data:`SLOWER`, :data:`UNCHANGED` or :data:`SMALL`) and
         ``summary`` (one sentence).
@@ -225,7 +305,8 @@ def compare(
     whole
         Compare the whole runs instead of their steady-state windows.
     resamples
-        Bootstrap resamples per percentile (see the module docstring).
+        Block-bootstrap resamples of each run (see the module docstring), at least
+        100.
     seed
         Seed of the bootstrap; the same runs and seed give the same numbers.
 
@@ -238,7 +319,7 @@ def compare(
     Raises
     ------
     ValueError
-        When ``threshold`` or ``confidence`` is out of range.
+        When ``threshold``, ``confidence`` or ``resamples`` is out of range.
     AnalysisError
         When a run has no per-request samples or the two share no endpoint.
     """
@@ -246,10 +327,12 @@ def compare(
         raise ValueError(f"confidence must be in (0, 1), not {confidence}")
     if threshold < 0.0:
         raise ValueError(f"threshold must be 0 or more, not {threshold}")
+    if resamples < 100:
+        raise ValueError(f"resamples must be at least 100, not {resamples}")
     rng = np.random.default_rng(seed)
 
-    # the two windows, and the requests inside them
-    frames, windows = [], []
+    # the two windows, the requests inside them, and the time block of each request
+    frames, windows, plans = [], [], []
     for run in (base, candidate):
         requests = run.table("requests")
         if requests.empty:
@@ -258,9 +341,14 @@ def compare(
                 "comparison needs; ingest it from exports that have them."
             )
         window = run_window(run, whole=whole, requests=requests)
-        frames.append(window_requests(requests, window))
+        plan = block_plan(window.seconds)
+        inside = window_requests(requests, window)
+        frames.append(inside.assign(block=time_blocks(inside["ts"], window, plan)))
         windows.append(window)
+        plans.append(plan)
     base_requests, candidate_requests = frames
+    # each run's draws of blocks serve all of its endpoints
+    weights = [resample_weights(plan.blocks, resamples, rng) for plan in plans]
 
     # what the runs share
     base_endpoints = set(base_requests["endpoint"].dropna())
@@ -292,27 +380,29 @@ def compare(
     ]
     groups.append((OVERALL, base_requests, candidate_requests))
     seconds = (windows[0].seconds, windows[1].seconds)
-    rows, verdict_rows, warnings = [], [], []
+    blocks = (plans[0].blocks, plans[1].blocks)
+    rows, verdict_rows, warnings, binned = [], [], [], []
     for label, b, c in groups:
-        b_latency = _latencies(b)
-        c_latency = _latencies(c)
-        for metric, percentile in LATENCY_METRICS.items():
+        b_ms, b_block = _samples(b)
+        c_ms, c_block = _samples(c)
+        resampled = _resample_group(b_ms, b_block, c_ms, c_block, blocks, weights)
+        if not resampled.exact:
+            binned.append(label)
+        b_sorted, c_sorted = np.sort(b_ms), np.sort(c_ms)
+        for i, (metric, percentile) in enumerate(LATENCY_METRICS.items()):
             rows.append(
                 _percentile_change(
                     label,
                     metric,
-                    percentile,
-                    b_latency,
-                    c_latency,
+                    _nearest_rank(b_sorted, percentile),
+                    _nearest_rank(c_sorted, percentile),
+                    resampled.base_percentiles[i],
+                    resampled.candidate_percentiles[i],
+                    blocks,
                     confidence,
-                    resamples,
-                    rng,
                 )
             )
-            for run_id, n in (
-                (base.id, b_latency.size),
-                (candidate.id, c_latency.size),
-            ):
+            for run_id, n in ((base.id, b_ms.size), (candidate.id, c_ms.size)):
                 if n * (1 - percentile / 100) < 10:
                     warnings.append(
                         f"{label} {metric} of run {run_id} rests on {n} requests, "
@@ -320,10 +410,25 @@ def compare(
                         "that put 10 above it; its interval is wide."
                     )
         rows.append(
-            _throughput_change(label, len(b), len(c), seconds, same_load, confidence)
+            _throughput_change(
+                label,
+                np.bincount(b["block"], minlength=blocks[0]),
+                np.bincount(c["block"], minlength=blocks[1]),
+                seconds,
+                same_load,
+                confidence,
+            )
         )
-        rows.append(_error_rate_change(label, b, c, confidence))
-        verdict_rows.append(_distribution_test(label, b_latency, c_latency))
+        rows.append(_error_rate_change(label, b, c, blocks, confidence))
+        verdict_rows.append(
+            _distribution_test(
+                label,
+                b_sorted,
+                c_sorted,
+                (resampled.base_superiority, resampled.candidate_superiority),
+                blocks,
+            )
+        )
 
     # Holm over the metrics, then over the endpoints' distribution tests
     changes = pd.DataFrame(rows)
@@ -338,7 +443,10 @@ def compare(
     endpoints["p_adjusted"] = holm(endpoints["p_value"].to_numpy(dtype=float))
     endpoints = _verdicts(endpoints, changes, alpha, threshold)
 
-    notes = _method_notes(base, candidate, windows, threshold, confidence, resamples)
+    warnings += _bootstrap_warnings((base, candidate), windows, plans)
+    notes = _method_notes(
+        base, candidate, windows, plans, binned, threshold, confidence, resamples
+    )
     log.info(
         "compared run %s with base %s on %d endpoints",
         candidate.id,
@@ -379,40 +487,253 @@ def holm(p_values: np.ndarray) -> np.ndarray:
     return adjusted
 
 
-def bootstrap_percentile(
-    sorted_ms: np.ndarray, percentile: float, resamples: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Bootstrap replicates of a nearest-rank percentile, without resampling.
+# ---------------------------------------------------------------------------
+# The block bootstrap
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """How a window is cut into time blocks for the bootstrap.
+
+    Attributes
+    ----------
+    blocks
+        Number of consecutive blocks.
+    seconds
+        Length of each block, in seconds.
+    """
+
+    blocks: int
+    seconds: float
+
+    @property
+    def short(self) -> bool:
+        """True when the blocks are shorter than :data:`BLOCK_S` (a short window)."""
+        return self.seconds < BLOCK_S - 1e-9
+
+
+def block_plan(window_s: float) -> BlockPlan:
+    """The time blocks of a window of ``window_s`` seconds.
+
+    ``b = round(window_s ** (2/3))``, kept within [:data:`MIN_BLOCKS`,
+    :data:`MAX_BLOCKS`], blocks of ``window_s / b`` seconds: about the cube root of
+    the window, at least :data:`BLOCK_S` once the window lasts 10 s or more.
 
     Parameters
     ----------
-    sorted_ms
-        The latency samples, sorted ascending, in ms.
-    percentile
-        The percentile (0-100).
-    resamples
-        Number of replicates.
-    rng
-        Random generator.
+    window_s
+        Length of the window, in seconds (more than 0).
+
+    Returns
+    -------
+    BlockPlan
+        The number of blocks and their length.
+    """
+    if not window_s > 0:
+        raise ValueError(f"window_s must be more than 0 seconds, not {window_s}")
+    blocks = min(MAX_BLOCKS, max(MIN_BLOCKS, round(window_s ** (2 / 3))))
+    return BlockPlan(blocks, window_s / blocks)
+
+
+def time_blocks(ts: pd.Series, window: Window, plan: BlockPlan) -> np.ndarray:
+    """The block (0 to ``plan.blocks - 1``) of each request start in a window."""
+    offset_s = (pd.to_datetime(ts, utc=True) - window.start).dt.total_seconds()
+    block = np.floor(offset_s.to_numpy(dtype=float) / plan.seconds)
+    return np.clip(block, 0, plan.blocks - 1).astype(np.int64)
+
+
+def resample_weights(
+    blocks: int, resamples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """How many times each block is drawn, per resample: a ``(resamples, blocks)``
+    array of multinomial counts, each row summing to ``blocks``."""
+    return rng.multinomial(blocks, np.full(blocks, 1.0 / blocks), size=resamples)
+
+
+def latency_grid(latency_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The grid the bootstrap counts latencies on.
+
+    Parameters
+    ----------
+    latency_ms
+        Latencies, ms (any order, no NaN).
+
+    Returns
+    -------
+    values : ndarray
+        Grid values, ascending: the distinct latencies when there are at most
+        :data:`MAX_GRID_VALUES`, else the smallest latency of each occupied
+        log-spaced bin (edges ``lowest * (1 + GRID_RESOLUTION) ** i`` from the lowest
+        positive latency; latencies of 0 or less share one bin).
+    index : ndarray
+        The grid index of each latency.
+    exact : bool
+        True when the grid is the distinct latencies.
+    """
+    values, index = np.unique(latency_ms, return_inverse=True)
+    index = index.reshape(-1)
+    if values.size <= MAX_GRID_VALUES:
+        return values, index, True
+    positive = values > 0
+    key = np.full(values.size, -1, dtype=np.int64)
+    lowest = values[positive][0]
+    key[positive] = np.floor(
+        np.log(values[positive] / lowest) / math.log1p(GRID_RESOLUTION)
+    ).astype(np.int64)
+    first = np.r_[True, key[1:] != key[:-1]]
+    bin_of_value = np.cumsum(first) - 1
+    return values[first], bin_of_value[index], False
+
+
+def block_counts(index: np.ndarray, block: np.ndarray, size: int, blocks: int):
+    """Cumulative counts per grid value and block: ``counts[g, j]`` is the number of
+    requests of block ``j`` at grid index ``g`` or below (float, exact integers)."""
+    flat = np.bincount(index * blocks + block, minlength=size * blocks)
+    return np.cumsum(flat.reshape(size, blocks), axis=0).astype(float)
+
+
+def resampled_ranks(
+    cumulative: np.ndarray, weights: np.ndarray, percentiles
+) -> np.ndarray:
+    """Grid indices of the nearest-rank percentiles of block resamples.
+
+    Parameters
+    ----------
+    cumulative
+        ``(grid size, blocks)`` cumulative counts from :func:`block_counts`.
+    weights
+        ``(resamples, blocks)`` draws from :func:`resample_weights`.
+    percentiles
+        Percentiles (0-100).
 
     Returns
     -------
     ndarray
-        ``resamples`` values, distributed exactly as the nearest-rank percentile of a
-        resample of ``sorted_ms`` with replacement: the order statistic of rank
-        ``k = max(1, ceil(q n))`` of n draws of ``floor(n U)``, U uniform, is
-        ``floor(n B)`` with ``B ~ Beta(k, n + 1 - k)``.
+        ``(len(percentiles), resamples)`` grid indices; -1 where a resample holds no
+        request. The resample of row ``r`` holds ``n* = weights[r] @ cumulative[-1]``
+        requests; its percentile ``q`` is the smallest grid index whose resampled
+        cumulative count reaches ``k = max(1, ceil(q n* / 100))``, found by bisection
+        (``log2`` of the grid size steps of ``resamples x blocks``).
     """
-    n = sorted_ms.size
-    k = max(1, math.ceil(percentile / 100.0 * n - 1e-9))
-    u = rng.beta(k, n + 1 - k, size=resamples)
-    index = np.minimum((u * n).astype(np.int64), n - 1)
-    return sorted_ms[index]
+    weights = np.asarray(weights, dtype=float)
+    totals = weights @ cumulative[-1]
+    result = np.empty((len(percentiles), totals.size), dtype=np.int64)
+    steps = max(1, int(cumulative.shape[0] - 1).bit_length())
+    for i, percentile in enumerate(percentiles):
+        rank = np.maximum(1.0, np.ceil(percentile / 100.0 * totals - 1e-9))
+        low = np.zeros(totals.size, dtype=np.int64)
+        high = np.full(totals.size, cumulative.shape[0] - 1, dtype=np.int64)
+        for _ in range(steps):
+            middle = (low + high) // 2
+            reached = np.einsum("rj,rj->r", weights, cumulative[middle]) >= rank
+            high = np.where(reached, middle, high)
+            low = np.where(reached, low, middle + 1)
+        result[i] = np.where(totals > 0, low, -1)
+    return result
+
+
+def resampled_superiority(
+    base_cumulative: np.ndarray,
+    base_weights: np.ndarray,
+    candidate_cumulative: np.ndarray,
+    candidate_weights: np.ndarray,
+) -> np.ndarray:
+    """The superiority (candidate above base, ties half) of each pair of resamples.
+
+    Both cumulative count arrays must be on the same grid. The pairs of requests of
+    candidate block ``j`` and base block ``i`` are counted once, on the grid, into a
+    ``(candidate blocks, base blocks)`` table; a resample pair's superiority is then
+    ``w_c @ table @ w_b / (n*_c n*_b)`` (NaN when a resample is empty). A single
+    row of weights (all ones: the run taken whole) pairs with every row of the other.
+    """
+    base_counts = np.diff(base_cumulative, axis=0, prepend=0.0)
+    candidate_counts = np.diff(candidate_cumulative, axis=0, prepend=0.0)
+    table = candidate_counts.T @ (base_cumulative - 0.5 * base_counts)
+    base_weights = np.asarray(base_weights, dtype=float)
+    candidate_weights = np.asarray(candidate_weights, dtype=float)
+    above = ((candidate_weights @ table) * base_weights).sum(axis=1)
+    pairs = (candidate_weights @ candidate_cumulative[-1]) * (
+        base_weights @ base_cumulative[-1]
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, above / pairs, np.nan)
+
+
+def block_resample_percentiles(
+    latency_ms: np.ndarray, block: np.ndarray, weights: np.ndarray, percentiles
+) -> np.ndarray:
+    """Nearest-rank percentiles of block resamples of one run's latencies.
+
+    Parameters
+    ----------
+    latency_ms
+        Latencies, ms.
+    block
+        The time block of each latency (0 to ``weights.shape[1] - 1``).
+    weights
+        ``(resamples, blocks)``: how often each block is drawn in each resample.
+    percentiles
+        Percentiles (0-100).
+
+    Returns
+    -------
+    ndarray
+        ``(len(percentiles), resamples)`` latencies, ms (NaN for an empty resample),
+        exact when the latencies hold at most :data:`MAX_GRID_VALUES` distinct values.
+    """
+    values, index, _ = latency_grid(np.asarray(latency_ms, dtype=float))
+    cumulative = block_counts(index, np.asarray(block), values.size, weights.shape[1])
+    return _grid_values(values, resampled_ranks(cumulative, weights, percentiles))
+
+
+@dataclass
+class _Resampled:
+    """Block-bootstrap replicates of one endpoint: ``(percentiles, resamples)`` arrays
+    of each run's resampled percentiles, and the superiority with only the base (or
+    only the candidate) resampled, the other run taken whole."""
+
+    base_percentiles: np.ndarray
+    candidate_percentiles: np.ndarray
+    base_superiority: np.ndarray
+    candidate_superiority: np.ndarray
+    exact: bool
+
+
+def _resample_group(b_ms, b_block, c_ms, c_block, blocks, weights) -> _Resampled:
+    percentiles = list(LATENCY_METRICS.values())
+    if b_ms.size == 0 or c_ms.size == 0:
+        empty = np.full((len(percentiles), weights[0].shape[0]), np.nan)
+        return _Resampled(empty, empty, empty[0], empty[0], True)
+    values, index, exact = latency_grid(np.concatenate([b_ms, c_ms]))
+    b_cumulative = block_counts(index[: b_ms.size], b_block, values.size, blocks[0])
+    c_cumulative = block_counts(index[b_ms.size :], c_block, values.size, blocks[1])
+    return _Resampled(
+        _grid_values(values, resampled_ranks(b_cumulative, weights[0], percentiles)),
+        _grid_values(values, resampled_ranks(c_cumulative, weights[1], percentiles)),
+        resampled_superiority(
+            b_cumulative, weights[0], c_cumulative, np.ones((1, blocks[1]))
+        ),
+        resampled_superiority(
+            b_cumulative, np.ones((1, blocks[0])), c_cumulative, weights[1]
+        ),
+        exact,
+    )
+
+
+def _grid_values(values: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    return np.where(ranks >= 0, values[np.maximum(ranks, 0)], np.nan)
 
 
 def _latencies(requests: pd.DataFrame) -> np.ndarray:
     values = requests["latency_ms"].to_numpy(dtype=float)
     return np.sort(values[~np.isnan(values)])
+
+
+def _samples(requests: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The latencies (ms) of the requests that have one, and their time blocks."""
+    values = requests["latency_ms"].to_numpy(dtype=float)
+    keep = ~np.isnan(values)
+    return values[keep], requests["block"].to_numpy(dtype=np.int64)[keep]
 
 
 def _nearest_rank(sorted_ms: np.ndarray, percentile: float) -> float:
@@ -422,34 +743,84 @@ def _nearest_rank(sorted_ms: np.ndarray, percentile: float) -> float:
     return float(sorted_ms[k - 1])
 
 
-def _percentile_change(
-    label, metric, percentile, b, c, confidence, resamples, rng
-) -> dict:
-    row = _row(
-        label, metric, _nearest_rank(b, percentile), _nearest_rank(c, percentile)
+def _superiority(b_sorted: np.ndarray, c_sorted: np.ndarray) -> float:
+    """P(candidate latency > base latency) + P(equal) / 2, exact."""
+    below = np.searchsorted(b_sorted, c_sorted, side="left")
+    at_or_below = np.searchsorted(b_sorted, c_sorted, side="right")
+    return float(
+        (below.sum() + at_or_below.sum()) / 2 / (b_sorted.size * c_sorted.size)
     )
-    if b.size == 0 or c.size == 0:
+
+
+# ---------------------------------------------------------------------------
+# The tests of each metric
+
+
+def _percentile_change(
+    label, metric, base, candidate, b_star, c_star, blocks, confidence
+) -> dict:
+    row = _row(label, metric, base, candidate)
+    b_star, c_star = b_star[~np.isnan(b_star)], c_star[~np.isnan(c_star)]
+    if math.isnan(base) or math.isnan(candidate) or min(b_star.size, c_star.size) < 2:
         return row
-    b_star = bootstrap_percentile(b, percentile, resamples, rng)
-    c_star = bootstrap_percentile(c, percentile, resamples, rng)
-    tails = [50 * (1 - confidence), 50 * (1 + confidence)]
-    difference = c_star - b_star
-    row["change_low"], row["change_high"] = np.percentile(difference, tails)
-    if np.all(b_star > 0):
-        ratio = c_star / b_star - 1.0
-        row["relative_low"], row["relative_high"] = np.percentile(ratio, tails)
-    below = np.count_nonzero(difference <= 0)
-    above = np.count_nonzero(difference >= 0)
-    row["p_value"] = min(1.0, 2 * (min(below, above) + 1) / (resamples + 1))
+    logs = base > 0 and candidate > 0 and (b_star > 0).all() and (c_star > 0).all()
+    if logs:
+        change = math.log(candidate / base)
+        spread, degrees = _standard_error(np.log(b_star), np.log(c_star), blocks)
+    else:
+        change = candidate - base
+        spread, degrees = _standard_error(b_star, c_star, blocks)
+    if spread > 0:
+        half = stats.t.ppf(0.5 + confidence / 2, degrees) * spread
+        low, high = change - half, change + half
+        row["p_value"] = float(2 * stats.t.sf(abs(change) / spread, degrees))
+    else:
+        # no resample moved either percentile: the bootstrap cannot size the change
+        low = high = change
+        row["p_value"] = 1.0 if change == 0 else 2 / (b_star.size + 1)
+    if logs:
+        row["relative_low"], row["relative_high"] = math.expm1(low), math.expm1(high)
+        row["change_low"] = base * row["relative_low"]
+        row["change_high"] = base * row["relative_high"]
+    else:
+        row["change_low"], row["change_high"] = low, high
     return row
 
 
+def _standard_error(b_star, c_star, blocks) -> tuple[float, float]:
+    """Standard error and degrees of freedom of a difference between the runs, from
+    each run's block-resampled values of its statistic.
+
+    Resampling ``b`` blocks gives ``(b - 1) / b`` of the unbiased variance of a
+    statistic averaged over blocks, so each run's variance is scaled by ``b / (b -
+    1)``; the degrees of freedom are Welch and Satterthwaite's, each run's variance
+    counting ``b - 1`` (between ``min(b) - 1`` and ``b_base + b_candidate - 2``).
+    """
+    parts = [
+        float(np.var(values, ddof=1)) * b / (b - 1) if values.size > 1 else 0.0
+        for values, b in zip((b_star, c_star), blocks, strict=True)
+    ]
+    total = sum(parts)
+    if total <= 0:
+        return 0.0, float(min(blocks) - 1)
+    degrees = total**2 / sum(
+        part**2 / (b - 1) for part, b in zip(parts, blocks, strict=True)
+    )
+    return math.sqrt(total), degrees
+
+
 def _throughput_change(
-    label, b_count, c_count, seconds, comparable, confidence
+    label, b_per_block, c_per_block, seconds, comparable, confidence
 ) -> dict:
     b_seconds, c_seconds = seconds
+    b_count, c_count = int(b_per_block.sum()), int(c_per_block.sum())
     row = _row(label, "throughput", b_count / b_seconds, c_count / c_seconds)
     if not comparable or b_count + c_count == 0:
+        return row
+    phi = _count_dispersion(b_per_block, c_per_block)
+    b_count, c_count = round(b_count / phi), round(c_count / phi)
+    if b_count + c_count == 0:
+        row["p_value"] = 1.0
         return row
     share = c_seconds / (b_seconds + c_seconds)
     test = stats.binomtest(c_count, b_count + c_count, share)
@@ -464,12 +835,21 @@ def _throughput_change(
     return row
 
 
-def _error_rate_change(
-    label, b: pd.DataFrame, c: pd.DataFrame, confidence: float
-) -> dict:
-    b_fail = int((~b["ok"].astype(bool)).sum())
-    c_fail = int((~c["ok"].astype(bool)).sum())
-    b_n, c_n = len(b), len(c)
+def _count_dispersion(*per_block: np.ndarray) -> float:
+    """Pooled variance-to-mean ratio of per-block request counts, at least 1."""
+    squares = sum(float(((n - n.mean()) ** 2).sum()) for n in per_block if n.size > 1)
+    expected = sum((n.size - 1) * float(n.mean()) for n in per_block if n.size > 1)
+    return max(1.0, squares / expected) if expected > 0 else 1.0
+
+
+def _error_rate_change(label, b, c, blocks, confidence: float) -> dict:
+    counts = []
+    for frame, size in ((b, blocks[0]), (c, blocks[1])):
+        failed = (~frame["ok"].astype(bool)).to_numpy(dtype=float)
+        per_block = np.bincount(frame["block"], minlength=size).astype(float)
+        failed_per_block = np.bincount(frame["block"], failed, minlength=size)
+        counts.append((int(failed.sum()), len(frame), failed_per_block, per_block))
+    (b_fail, b_n, *b_blocks), (c_fail, c_n, *c_blocks) = counts
     row = _row(
         label,
         "error_rate",
@@ -478,11 +858,16 @@ def _error_rate_change(
     )
     if b_n == 0 or c_n == 0:
         return row
-    table = [[c_fail, c_n - c_fail], [b_fail, b_n - b_fail]]
-    row["p_value"] = float(stats.fisher_exact(table).pvalue) if b_fail + c_fail else 1.0
+    b_effect, c_effect = design_effect(*b_blocks), design_effect(*c_blocks)
+    b_fail_eff, b_n_eff = round(b_fail / b_effect), max(1, round(b_n / b_effect))
+    c_fail_eff, c_n_eff = round(c_fail / c_effect), max(1, round(c_n / c_effect))
+    table = [[c_fail_eff, c_n_eff - c_fail_eff], [b_fail_eff, b_n_eff - b_fail_eff]]
+    row["p_value"] = (
+        float(stats.fisher_exact(table).pvalue) if b_fail_eff + c_fail_eff else 1.0
+    )
     z = stats.norm.ppf(0.5 + confidence / 2)
-    b_low, b_high = _wilson(b_fail, b_n, z)
-    c_low, c_high = _wilson(c_fail, c_n, z)
+    b_low, b_high = _wilson(row["base"], b_n / b_effect, z)
+    c_low, c_high = _wilson(row["candidate"], c_n / c_effect, z)
     difference = row["candidate"] - row["base"]
     row["change_low"] = difference - math.hypot(
         row["candidate"] - c_low, b_high - row["base"]
@@ -493,8 +878,28 @@ def _error_rate_change(
     return row
 
 
-def _wilson(failures: int, n: int, z: float) -> tuple[float, float]:
-    p = failures / n
+def design_effect(failed_per_block: np.ndarray, requests_per_block: np.ndarray):
+    """How much more a run's failure share varies than for independent requests.
+
+    ``d = b / (b - 1) sum_j (f_j - p n_j)^2 / (n p (1 - p))`` over the ``b`` blocks
+    that hold requests (``f_j`` failures of ``n_j`` requests, ``p = f / n``): the
+    variance of ``p`` from the blocks over the binomial variance ``p (1 - p) / n``.
+    It is never taken below 1, and is 1 when there are fewer than two such blocks
+    or ``p`` is 0 or 1.
+    """
+    keep = requests_per_block > 0
+    f, n = failed_per_block[keep], requests_per_block[keep]
+    b, total = f.size, n.sum()
+    p = f.sum() / total if total else 0.0
+    if b < 2 or p <= 0.0 or p >= 1.0:
+        return 1.0
+    variance = b / (b - 1) * float(((f - p * n) ** 2).sum())
+    return max(1.0, variance / (total * p * (1 - p)))
+
+
+def _wilson(p: float, n: float, z: float) -> tuple[float, float]:
+    """Wilson's score interval of a proportion ``p`` from ``n`` (possibly effective,
+    non-integer) trials."""
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return max(0.0, centre - half), min(1.0, centre + half)
@@ -536,18 +941,29 @@ def _status(row, threshold: float) -> str:
     return "worse" if worse else "better"
 
 
-def _distribution_test(label: str, b: np.ndarray, c: np.ndarray) -> dict:
+def _distribution_test(label, b_sorted, c_sorted, resampled, blocks) -> dict:
     row = {
         "endpoint": label,
-        "base_requests": int(b.size),
-        "candidate_requests": int(c.size),
+        "base_requests": int(b_sorted.size),
+        "candidate_requests": int(c_sorted.size),
         "superiority": math.nan,
         "p_value": math.nan,
     }
-    if b.size and c.size:
-        test = stats.mannwhitneyu(c, b, alternative="two-sided", method="asymptotic")
-        row["superiority"] = float(test.statistic) / (b.size * c.size)
-        row["p_value"] = float(test.pvalue)
+    if b_sorted.size == 0 or c_sorted.size == 0:
+        return row
+    superiority = _superiority(b_sorted, c_sorted)
+    independent = stats.mannwhitneyu(
+        c_sorted, b_sorted, alternative="two-sided", method="asymptotic"
+    ).pvalue
+    b_star, c_star = (values[~np.isnan(values)] for values in resampled)
+    spread, degrees = _standard_error(b_star, c_star, blocks)
+    if spread > 0:
+        blocked = 2 * stats.t.sf(abs(superiority - 0.5) / spread, degrees)
+    else:
+        # no resample moved the superiority: only the Mann-Whitney test can speak
+        blocked = 0.0
+    row["superiority"] = superiority
+    row["p_value"] = float(max(blocked, independent))
     return row
 
 
@@ -557,21 +973,23 @@ def _verdicts(
     relative = changes.pivot(index="endpoint", columns="metric", values="relative")
     endpoints["p50_relative"] = endpoints["endpoint"].map(relative["p50"])
     endpoints["p95_relative"] = endpoints["endpoint"].map(relative["p95"])
+    central = changes[changes["metric"].isin(["p50", "p95"])]
+    moved = {
+        status: set(central.loc[central["status"] == status, "endpoint"])
+        for status in ("worse", "better")
+    }
     verdicts, summaries = [], []
     for row in endpoints.itertuples(index=False):
         moves = f"p50 {_pct(row.p50_relative)}, p95 {_pct(row.p95_relative)}"
         if math.isnan(row.p_adjusted) or row.p_adjusted >= alpha:
             verdict = UNCHANGED
             summary = (
-                f"No significant change ({moves}; Mann-Whitney U adjusted "
-                f"p = {_p(row.p_adjusted)})."
+                f"No significant change ({moves}; adjusted p = {_p(row.p_adjusted)})."
             )
         else:
             slower = row.superiority > 0.5
-            sign = 1.0 if slower else -1.0
-            moved = max(sign * row.p50_relative, sign * row.p95_relative)
             direction = SLOWER if slower else FASTER
-            if moved >= threshold:
+            if row.endpoint in moved["worse" if slower else "better"]:
                 verdict = direction
                 summary = (
                     f"{direction.capitalize()} ({moves}; adjusted p = "
@@ -581,7 +999,8 @@ def _verdicts(
                 verdict = SMALL
                 summary = (
                     f"Significantly {direction} but below the {threshold:.0%} "
-                    f"threshold ({moves}; adjusted p = {_p(row.p_adjusted)})."
+                    f"threshold: neither p50 nor p95 is significantly {direction} "
+                    f"by that much ({moves}; adjusted p = {_p(row.p_adjusted)})."
                 )
         verdicts.append(verdict)
         summaries.append(summary)
@@ -709,7 +1128,9 @@ def _seconds(value) -> str:
     return "an unrecorded time" if number is None else f"{number:.3g} s"
 
 
-def _method_notes(base, candidate, windows, threshold, confidence, resamples):
+def _method_notes(
+    base, candidate, windows, plans, binned, threshold, confidence, resamples
+):
     notes = []
     for role, run, window in (
         ("base", base, windows[0]),
@@ -720,19 +1141,64 @@ def _method_notes(base, candidate, windows, threshold, confidence, resamples):
             f"({window.seconds:.1f} s, {window.start:%H:%M:%S} to "
             f"{window.end:%H:%M:%S} UTC)."
         )
+    b_plan, c_plan = plans
+    if binned:
+        grid = (
+            "exactly, except for "
+            + ", ".join(binned)
+            + f", whose latencies hold more than {MAX_GRID_VALUES:,} distinct values "
+            f"and were counted in log-spaced bins {GRID_RESOLUTION:.1%} wide (there "
+            f"a resampled percentile is at most {GRID_RESOLUTION:.1%} below the "
+            "exact one)"
+        )
+    else:
+        grid = "exactly"
     notes += [
-        "Endpoint verdicts: two-sided Mann-Whitney U test of the latency "
-        "distributions, p-values Holm-adjusted over all endpoints and Overall, "
-        f"significance level {1 - confidence:.2g}; a significant endpoint is "
-        f"faster or slower only when its p50 or p95 moved by at least "
-        f"{threshold:.0%}.",
-        f"Percentile changes: {confidence:.0%} bootstrap intervals "
-        f"({resamples:,} exact resamples of each run's nearest-rank percentile); "
-        "throughput: exact binomial test of the two Poisson counts; error rate: "
-        "Fisher's exact test with Newcombe's interval. Metric p-values are "
-        "Holm-adjusted over every metric of the comparison.",
+        "Bootstrap: each run's window is cut into consecutive time blocks (the "
+        f"base's into {b_plan.blocks} blocks of {b_plan.seconds:.2f} s, the "
+        f"candidate's into {c_plan.blocks} blocks of {c_plan.seconds:.2f} s), and "
+        f"each of {resamples:,} resamples of a run draws that many blocks with "
+        "replacement, the same draw for all its endpoints, so that requests slowed "
+        "together by a burst stay together; the two runs are resampled "
+        f"independently, and the resampled percentiles are computed {grid}. Each "
+        "run's bootstrap variance is scaled by b / (b - 1), and changes are "
+        "referred to Student's t with Welch-Satterthwaite degrees of freedom (from "
+        f"{min(b_plan.blocks, c_plan.blocks) - 1} to "
+        f"{b_plan.blocks + c_plan.blocks - 2}). Point values are exact.",
+        "Endpoint verdicts: the superiority (the chance that a candidate latency "
+        "exceeds a base latency) tested against 0.5 with that standard error, the "
+        "p-value being the larger of that test's and the two-sided Mann-Whitney U "
+        "test's; p-values Holm-adjusted over all endpoints and Overall, "
+        f"significance level {1 - confidence:.2g}; a significant endpoint is faster "
+        "or slower only when its p50 or p95 is itself a significant change of at "
+        f"least {threshold:.0%} that way.",
+        f"Percentile changes: {confidence:.0%} t intervals of the log ratio of the "
+        "percentiles, with two-sided p-values; throughput: exact binomial test of "
+        "the two counts, divided by their dispersion across blocks when above "
+        "Poisson's; error rate: Fisher's exact test with Newcombe's interval, each "
+        "run's counts divided by its design effect across blocks when above 1. "
+        "Metric p-values are Holm-adjusted over every metric of the comparison.",
+        "Not captured: dependence longer than a block, and whatever differs between "
+        "the conditions of the two runs rather than within them (another load on "
+        "the machine during one run, a cold cache); runs made at different times "
+        "can differ by more than these intervals say. Comparing two runs of the "
+        "base build shows how far that goes.",
     ]
     return notes
+
+
+def _bootstrap_warnings(runs, windows, plans) -> list[str]:
+    warnings = []
+    for run, window, plan in zip(runs, windows, plans, strict=True):
+        if plan.short:
+            warnings.append(
+                f"The window of run {run.id} lasts {window.seconds:.1f} s, so its "
+                f"{plan.blocks} bootstrap blocks last {plan.seconds:.2f} s, under "
+                f"{BLOCK_S:g} s: slower swings of latency are not captured and its "
+                "intervals may be too narrow; hold the load for at least "
+                f"{MIN_BLOCKS * BLOCK_S:g} s."
+            )
+    return warnings
 
 
 # ---------------------------------------------------------------------------

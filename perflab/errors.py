@@ -1,12 +1,13 @@
 """perflab's exceptions and warnings.
 
-Every error perflab raises on purpose derives from :class:`PerflabError`, so the command
-line can print its message and exit without a traceback. Messages are full sentences that
-say what was wrong, where (file and line when there is one) and what to do.
+Every error perflab raises on purpose derives from :class:`PerflabError`, so the
+command line can print its message and exit without a traceback. Messages are full
+sentences that say what was wrong, where (file and line when there is one) and what to
+do.
 
 Caveats about numbers (too few samples for a tail percentile, a tool's rounded
-percentiles, a truncated file) are warnings of the :class:`PerflabWarning` family; they are
-also collected into ``run.json`` and shown in the report.
+percentiles, a truncated file) are warnings of the :class:`PerflabWarning` family;
+they are also collected into ``run.json`` and shown in the report.
 
 Tree::
 

@@ -9,6 +9,10 @@ beside the report and converts the executed report notebook to a self-contained
 The report notebook writes ``report.md`` and the figures itself, through
 :mod:`perflab.reporting`.
 
+:func:`analyze_comparison` does the same for two runs with the ``compare`` notebook
+(``base_dir``, ``candidate_dir``, ``out_dir``, ``threshold``): it writes
+``comparison.md``, the figures, the executed notebook and ``compare.html``.
+
 The notebooks run in the Jupyter kernel named ``python3``; it must start the Python
 that runs perflab. ipykernel installs that kernel in the virtual environment, and
 jupyter_client starts the current interpreter for a kernel whose command is plain
@@ -35,6 +39,9 @@ log = logging.getLogger(__name__)
 
 #: The notebooks, in the order they run; the last one writes the report.
 NOTEBOOKS = ("latency", "findings", "report")
+
+#: The notebook that compares two runs (see :func:`analyze_comparison`).
+COMPARE_NOTEBOOK = "compare"
 
 #: The kernel installed for this interpreter when ``python3`` names another one.
 KERNEL_NAME = "perflab-python3"
@@ -168,8 +175,6 @@ def analyze(
         A notebook is missing or failed (the message names the notebook, the cell
         and its error), or the report was not written.
     """
-    import papermill
-
     started = time.perf_counter()
     run = run if isinstance(run, Run) else open_run(run)
     out_dir = Path(out_dir) if out_dir is not None else DEFAULT_REPORTS / run.id
@@ -193,7 +198,6 @@ def analyze(
     executed = []
     for name in NOTEBOOKS:
         source = source_dir / f"{name}.ipynb"
-        target = out_dir / f"{name}.ipynb"
         log.info(
             "executing %s on run %s (%s)",
             source,
@@ -201,32 +205,11 @@ def analyze(
             "whole run" if whole else "steady state",
         )
         # pass each notebook only the parameters it declares
-        declared = papermill.inspect_notebook(str(source))
+        declared = _declared(source)
         parameters = {k: v for k, v in values.items() if k in declared}
-        try:
-            papermill.execute_notebook(
-                str(source),
-                str(target),
-                parameters=parameters,
-                kernel_name=kernel,
-                cwd=str(out_dir),
-                progress_bar=False,
-                execution_timeout=timeout_s,
-            )
-        except papermill.PapermillExecutionError as exc:
-            raise AnalysisError(
-                f"Notebook {source.name} failed in cell In [{exc.exec_count}] "
-                f"(cell {exc.cell_index + 1} of the executed notebook): "
-                f"{exc.ename}: {_plain(exc.evalue)}. The partly executed notebook is "
-                f"{target}."
-            ) from None
-        except Exception as exc:  # kernel died, bad notebook, missing kernel...
-            raise AnalysisError(
-                f"Notebook {source.name} could not be executed: "
-                f"{type(exc).__name__}: {_plain(str(exc))}."
-            ) from exc
-        log.info("wrote executed notebook %s", target)
-        executed.append(target)
+        executed.append(
+            _execute(source, out_dir / source.name, parameters, kernel, timeout_s)
+        )
 
     report_md = out_dir / "report.md"
     if not report_md.exists():
@@ -250,6 +233,192 @@ def analyze(
         report_html=report_html,
         notebooks=executed,
         figures=figures,
+        seconds=seconds,
+    )
+
+
+def _declared(source: Path) -> dict:
+    """The parameters a notebook declares in its ``parameters`` cell."""
+    import papermill
+
+    try:
+        return papermill.inspect_notebook(str(source))
+    except Exception as exc:  # not JSON, not a notebook...
+        raise AnalysisError(
+            f"Notebook {source} cannot be read: {type(exc).__name__}: "
+            f"{_plain(str(exc))}."
+        ) from exc
+
+
+def _execute(
+    source: Path, target: Path, parameters: dict, kernel: str, timeout_s: float
+) -> Path:
+    """Execute one notebook with papermill into ``target``, in ``target``'s folder.
+
+    Raises
+    ------
+    AnalysisError
+        Naming the notebook, the failed cell and its error.
+    """
+    import papermill
+
+    try:
+        papermill.execute_notebook(
+            str(source),
+            str(target),
+            parameters=parameters,
+            kernel_name=kernel,
+            cwd=str(target.parent),
+            progress_bar=False,
+            execution_timeout=timeout_s,
+        )
+    except papermill.PapermillExecutionError as exc:
+        raise AnalysisError(
+            f"Notebook {source.name} failed in cell In [{exc.exec_count}] "
+            f"(cell {exc.cell_index + 1} of the executed notebook): "
+            f"{exc.ename}: {_plain(exc.evalue)}. The partly executed notebook is "
+            f"{target}."
+        ) from None
+    except Exception as exc:  # kernel died, bad notebook, missing kernel...
+        raise AnalysisError(
+            f"Notebook {source.name} could not be executed: "
+            f"{type(exc).__name__}: {_plain(str(exc))}."
+        ) from exc
+    log.info("wrote executed notebook %s", target)
+    return target
+
+
+@dataclass
+class ComparisonAnalysis:
+    """What :func:`analyze_comparison` wrote.
+
+    Attributes
+    ----------
+    base_id, candidate_id
+        The two runs compared.
+    out_dir
+        The folder holding everything below.
+    comparison_md
+        The markdown comparison (:func:`perflab.comparing.write_comparison`).
+    comparison_html
+        The executed notebook as HTML, code hidden, figures embedded.
+    notebook
+        The executed ``compare.ipynb``.
+    figures
+        The PNG figures the notebook saved.
+    seconds
+        Wall-clock time, in seconds.
+    """
+
+    base_id: str
+    candidate_id: str
+    out_dir: Path
+    comparison_md: Path
+    comparison_html: Path
+    notebook: Path
+    figures: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def analyze_comparison(
+    base: Run | str | Path,
+    candidate: Run | str | Path,
+    out_dir: Path | str | None = None,
+    threshold: float = 0.05,
+    whole: bool = False,
+    notebooks_dir: Path | str | None = None,
+    kernel_name: str | None = None,
+    timeout_s: float = 600.0,
+) -> ComparisonAnalysis:
+    """Execute the ``compare`` notebook on two runs and write its outputs.
+
+    Parameters
+    ----------
+    base, candidate
+        The two runs, or their folders, or their ids in the default store.
+    out_dir
+        Where to write; ``reports/compare-<base>-<candidate>`` (relative to the
+        working directory) by default. Created when missing.
+    threshold
+        The practical threshold, as a fraction (0.05 is 5 %); see
+        :func:`perflab.comparing.compare`.
+    whole
+        Compare the whole runs instead of their steady states. The notebook must
+        declare a ``whole`` parameter for this.
+    notebooks_dir
+        Folder holding ``compare.ipynb``; the repository's ``notebooks/`` by default.
+    kernel_name
+        Jupyter kernel to run it in (see :func:`kernel_for_this_python`).
+    timeout_s
+        Longest time one cell may run, in seconds.
+
+    Returns
+    -------
+    ComparisonAnalysis
+        Paths of ``comparison.md``, ``compare.html``, the executed notebook and its
+        figures.
+
+    Raises
+    ------
+    AnalysisError
+        The notebook is missing, lacks a parameter asked for, failed (the message
+        names the cell and its error), or did not write ``comparison.md``.
+    """
+    started = time.perf_counter()
+    base = base if isinstance(base, Run) else open_run(base)
+    candidate = candidate if isinstance(candidate, Run) else open_run(candidate)
+    if out_dir is None:
+        out_dir = DEFAULT_REPORTS / f"compare-{base.id}-{candidate.id}"
+    out_dir = Path(out_dir).resolve()
+    source_dir = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir()
+    source = source_dir / f"{COMPARE_NOTEBOOK}.ipynb"
+    if not source.exists():
+        raise AnalysisError(
+            f"The notebook {source.name} is not in {source_dir}; pass "
+            "notebooks_dir= the folder that holds it."
+        )
+    declared = _declared(source)
+    if whole and "whole" not in declared:
+        raise AnalysisError(
+            f"{source} has no 'whole' parameter, so it can only compare steady "
+            "states; compare without whole, or add whole = False to its "
+            "parameters cell."
+        )
+    values = {
+        "base_dir": str(base.path.resolve()),
+        "candidate_dir": str(candidate.path.resolve()),
+        "out_dir": str(out_dir),
+        "threshold": float(threshold),
+        "whole": bool(whole),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kernel = kernel_name or kernel_for_this_python()
+
+    log.info("executing %s on runs %s and %s", source, base.id, candidate.id)
+    parameters = {k: v for k, v in values.items() if k in declared}
+    notebook = _execute(source, out_dir / source.name, parameters, kernel, timeout_s)
+    comparison_md = out_dir / "comparison.md"
+    if not comparison_md.exists():
+        raise AnalysisError(
+            f"The compare notebook ran but did not write {comparison_md}; check that "
+            f"{source} calls comparing.write_comparison(comparison, out_dir)."
+        )
+    html = write_html(
+        notebook,
+        out_dir / f"{COMPARE_NOTEBOOK}.html",
+        title=f"Comparison: {candidate.id} against {base.id}",
+    )
+
+    seconds = time.perf_counter() - started
+    log.info("compared runs in %.1f s; outputs in %s", seconds, out_dir)
+    return ComparisonAnalysis(
+        base_id=base.id,
+        candidate_id=candidate.id,
+        out_dir=out_dir,
+        comparison_md=comparison_md,
+        comparison_html=html,
+        notebook=notebook,
+        figures=sorted((out_dir / "figures").glob("*.png")),
         seconds=seconds,
     )
 

@@ -10,10 +10,10 @@ A run lives in ``<store>/<run_id>/`` (the store is ``data/runs`` by default)::
     errors.parquet      error kinds with counts per endpoint
     resources.parquet   long-format resource samples: ts, source, metric, value
 
-Every table records its *provenance* in ``run.json``: ``"exact"`` when its numbers were
-computed from per-request samples, ``"aggregate"`` when they are a tool's own summary, with
-a note saying how precise that summary is (Locust, for example, rounds latencies into
-buckets before computing its percentiles).
+Every table records its *provenance* in ``run.json``: ``"exact"`` when its numbers
+were computed from per-request samples, ``"aggregate"`` when they are a tool's own
+summary, with a note saying how precise that summary is (Locust, for example, rounds
+latencies into buckets before computing its percentiles).
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ SCHEMAS: dict[str, pa.Schema] = {
 
 
 def endpoint_label(method: str | None, name: str) -> str:
-    """The endpoint label requests are grouped by: ``"METHOD name"``, or the name alone."""
+    """The label requests are grouped by: ``"METHOD name"``, or the name alone."""
     return f"{method} {name}" if method else name
 
 
@@ -293,8 +293,8 @@ def open_run(ref: Path | str, store: Path | str = DEFAULT_STORE) -> Run:
     meta_path = path / "run.json"
     if not meta_path.exists():
         raise RunStoreError(
-            f"No run found at {ref!r}: neither {Path(ref)} nor {path} holds a run.json. "
-            "Give a run folder, or a run id from `perflab runs`."
+            f"No run found at {ref!r}: neither {Path(ref)} nor {path} holds a "
+            "run.json. Give a run folder, or a run id from `perflab runs`."
         )
     try:
         meta = json.loads(meta_path.read_text())

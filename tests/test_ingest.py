@@ -10,6 +10,7 @@ import pytest
 
 from perflab.errors import DataWarning, InputError
 from perflab.ingest import ingest
+from perflab.ingest.base import detect_encoding
 from perflab.recording import REQUEST_COLUMNS, USERS_COLUMNS
 
 RECORDED = (
@@ -100,3 +101,74 @@ def test_command_line_prints_errors_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "perflab: error:" in result.stderr and "notes.csv" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- text encodings, for every reader ------------------------------------------------
+
+#: A JMeter CSV JTL as JMeter writes it on a Chinese-locale Windows: GBK labels and
+#: thread group name. Hand-made; charset_normalizer alone reads these bytes as
+#: Korean (cp949), giving a mix of Hangul and Chinese characters.
+GBK_JTL = (
+    "timeStamp,elapsed,label,responseCode,responseMessage,threadName,success\n"
+    "1767225600000,35,查询订单,200,OK,线程组 1-1,true\n"
+    "1767225600100,48,提交订单,500,服务器错误,线程组 1-2,false\n"
+    "1767225600250,41,查询订单,200,OK,线程组 1-1,true\n"
+).encode("gbk")
+
+#: A k6 CSV with a GBK request name (k6 itself writes UTF-8; a re-saved file).
+GBK_K6 = (
+    "metric_name,timestamp,metric_value,check,error,error_code,expected_response,"
+    "group,method,name,proto,scenario,service,status,subproto,tls_version,url\n"
+    "http_req_duration,1767225600000000,12.5,,,,true,,GET,登录,HTTP/1.1,default,,"
+    "200,,,http://127.0.0.1/login\n"
+    "http_req_failed,1767225600000000,0.0,,,,true,,GET,登录,HTTP/1.1,default,,"
+    "200,,,http://127.0.0.1/login\n"
+).encode("gbk")
+
+
+def test_gbk_jtl_is_read_as_chinese(tmp_path, store):
+    path = tmp_path / "results.jtl"
+    path.write_bytes(GBK_JTL)
+    assert detect_encoding(path) == "gb18030"
+    run = ingest([path], store=store)
+    requests = run.table("requests")
+    assert requests["endpoint"].tolist() == ["查询订单", "提交订单", "查询订单"]
+    assert requests["error"].tolist()[1] == "服务器错误"
+    assert run.meta["ingest_path"] == "streaming"  # the fast path reads UTF-8 only
+
+
+def test_gbk_k6_csv_is_read_as_chinese(tmp_path, store):
+    path = tmp_path / "k6.csv"
+    path.write_bytes(GBK_K6)
+    assert detect_encoding(path) == "gb18030"
+    run = ingest([path], store=store)
+    assert run.table("requests")["endpoint"].tolist() == ["GET 登录"]
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize(
+    "name",
+    # charset_normalizer alone guesses mac_iceland for the second file
+    ["gbk_chinese_failures.csv", "gbk_name_stats.csv"],
+)
+def test_corpus_gbk_files_are_detected(corpus, name):
+    assert detect_encoding(corpus / "locust" / name) == "gb18030"
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "detected"),
+    [
+        # Korean in Hangul stays Korean, Japanese with kana stays Japanese
+        ("이름,조회 요청,로그인 페이지\n", "euc-kr", "cp949"),
+        ("名前,ログイン画面,注文を確認する\n", "shift_jis", "cp932"),
+        ("x,café crème,déjà vu\n", "cp1252", None),
+    ],
+)
+def test_other_encodings_are_not_taken_for_gbk(tmp_path, text, encoding, detected):
+    path = tmp_path / "labels.csv"
+    path.write_bytes(("timeStamp,elapsed,label\n" + text).encode(encoding))
+    found = detect_encoding(path)
+    assert found != "gb18030"
+    if detected is not None:
+        assert found == detected
+    assert path.read_bytes().decode(found) == ("timeStamp,elapsed,label\n" + text)

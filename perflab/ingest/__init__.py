@@ -38,7 +38,9 @@ from perflab.ingest.base import (
     Ingested,
     RequestSink,
     duckdb_connection,
+    execute,
     head_bytes,
+    progress_bar,
     sql_path,
 )
 from perflab.store import (
@@ -239,9 +241,14 @@ def ingest_into(
     """Read files already in ``run.raw`` with one reader and write the run's tables.
 
     A reader may offer a fast path, ``read_fast(files, target, encoding, fmt, con)``,
-    that lets DuckDB parse and transform a well-formed file straight into Parquet; it
-    returns None when the files need the careful streaming reader (malformed rows,
-    rules SQL does not cover), which then reads them as usual.
+    that lets DuckDB parse and transform a well-formed file; it returns None when
+    the files need the careful streaming reader (malformed rows, rules SQL does not
+    cover), which then reads them as usual. Either way the request rows are then
+    sorted and the derived tables aggregated by DuckDB (:func:`write_tables`).
+
+    A file larger than :data:`~perflab.ingest.base.PROGRESS_BYTES` shows progress
+    bars on stderr when it is a terminal: one while the file is read, one while
+    the tables are written.
     """
     module = readers()[fmt]
     sink_path = run.path / "requests.parquet.partial"
@@ -251,10 +258,11 @@ def ingest_into(
         fast = getattr(module, "read_fast", None)
         if fast is not None:
             result = fast(files, sink_path, encoding, fmt, con)
-        source = None
+        source = select = None
         if result is not None:
             rows = result.meta.pop("request_rows", 0)
             source = result.meta.pop("requests_source", None)
+            select = result.meta.pop("requests_select", None)
             run.meta["ingest_path"] = "duckdb"
         else:
             sink_path.unlink(missing_ok=True)
@@ -265,7 +273,21 @@ def ingest_into(
             finally:
                 sink.close()
             run.meta["ingest_path"] = "streaming"
-        write_tables(run, result, sink_path if rows else None, con=con, source=source)
+        largest = max(files, key=lambda path: path.stat().st_size)
+        bar = progress_bar(largest, f"{largest.name}: writing tables", total=100)
+        try:
+            write_tables(
+                run,
+                result,
+                sink_path if rows else None,
+                con=con,
+                source=source,
+                select=select,
+                progress=bar,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
     finally:
         con.close()
         sink_path.unlink(missing_ok=True)
@@ -279,6 +301,8 @@ def write_tables(
     requests_path: Path | None,
     con: duckdb.DuckDBPyConnection | None = None,
     source: str | None = None,
+    select: str | None = None,
+    progress=None,
 ) -> None:
     """Write the canonical tables and ``run.json`` of an ingested result.
 
@@ -289,19 +313,28 @@ def write_tables(
     :func:`perflab.statistics.endpoint_table`, :func:`~perflab.statistics.
     interval_table` and :func:`~perflab.statistics.error_table` on the same rows.
 
-    ``con`` is the DuckDB connection to use (one is opened when None); ``source``,
-    a relation on it with the ``requests`` columns and ``file_row_number`` (the read
-    order), replaces reading ``requests_path`` as it is.
+    ``con`` is the DuckDB connection to use (one is opened when None). ``source``,
+    a relation on it with a ``ts`` column and ``file_row_number`` (the read order),
+    replaces reading ``requests_path`` as it is; ``select`` is the SQL list of the
+    canonical ``requests`` columns made from its columns (its own columns of those
+    names when None). A narrow source sorts faster: columns that repeat another
+    (``endpoint`` made of ``method`` and ``name``) or are constant are better made
+    in ``select``, after the sort. ``progress``, a tqdm bar of 100 steps, is moved
+    along.
     """
     own = con is None
     if own:
         con = duckdb_connection(run.path)
     try:
-        _write_tables(run, result, requests_path, con, source)
+        _write_tables(run, result, requests_path, con, source, select, progress)
     finally:
         if own:
             con.close()
             shutil.rmtree(run.path / ".duckdb-tmp", ignore_errors=True)
+
+
+#: Shares of the table-writing progress bar: sorting the requests, then each table.
+_SHARES = {"requests": 70, "intervals": 15, "endpoints": 10, "errors": 5}
 
 
 def _write_tables(
@@ -310,13 +343,15 @@ def _write_tables(
     requests_path: Path | None,
     con: duckdb.DuckDBPyConnection,
     source: str | None,
+    select: str | None,
+    progress,
 ) -> None:
     span = None
     if requests_path is not None:
         source = source or f"read_parquet({sql_path(requests_path)}, " + (
             "file_row_number = true)"
         )
-        span = _write_requests(run, source, con)
+        span = _write_requests(run, source, con, select, progress)
 
     users = _users_series(result)
     derived = "computed from the per-request samples"
@@ -333,6 +368,8 @@ def _write_tables(
         elif provided is not None:
             provenance, note = result.provenance.get(name, ("aggregate", ""))
             run.write_table(name, provided, provenance, note)
+        if progress is not None and name in _SHARES:
+            progress.update(_SHARES[name])
 
     meta = dict(result.meta)
     for key in ("start", "end"):
@@ -359,6 +396,8 @@ def _write_tables(
         run.meta["status"] = "completed"
     run.add_warnings(result.warnings)
     run.save()
+    if progress is not None:
+        progress.update(progress.total - progress.n)
 
 
 #: Rows fetched to find the latest request end exactly (see _write_requests).
@@ -366,7 +405,11 @@ _END_CANDIDATES = 64
 
 
 def _write_requests(
-    run: Run, source: str, con: duckdb.DuckDBPyConnection
+    run: Run,
+    source: str,
+    con: duckdb.DuckDBPyConnection,
+    select: str | None = None,
+    progress=None,
 ) -> tuple[pd.Timestamp, pd.Timestamp, float] | None:
     """Sort the request rows into ``requests.parquet``; register it as ``requests``.
 
@@ -376,12 +419,18 @@ def _write_requests(
     """
     target = run.table_path("requests")
     tmp = target.with_suffix(".parquet.tmp")
-    columns = ", ".join(f'"{name}"' for name in SCHEMAS["requests"].names)
-    # Rows starting at the same microsecond keep the order they were read in.
-    con.execute(
-        f"COPY (SELECT {columns} FROM {source} ORDER BY ts, file_row_number) "
-        f"TO {sql_path(tmp)} (FORMAT parquet, COMPRESSION zstd)"
-    ).fetchall()
+    select = select or ", ".join(f'"{name}"' for name in SCHEMAS["requests"].names)
+    # Rows starting at the same microsecond keep the order they were read in. The
+    # columns are made after the sort, which then moves only the source's columns;
+    # zstd's fastest level compresses these columns nearly as well as its default.
+    execute(
+        con,
+        f"COPY (SELECT {select} FROM (SELECT * FROM {source} "
+        f"ORDER BY ts, file_row_number)) TO {sql_path(tmp)} "
+        "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)",
+        progress,
+        share=_SHARES["requests"] / 100,
+    )
     os.replace(tmp, target)
     con.execute(
         "CREATE OR REPLACE VIEW requests AS SELECT *, file_row_number AS row "
@@ -434,33 +483,43 @@ def _percentile_select(column: str = "q") -> str:
 
 def _endpoint_sql(con: duckdb.DuckDBPyConnection, seconds: float) -> pd.DataFrame:
     """:func:`perflab.statistics.endpoint_table` of the ``requests`` view."""
-    frame = _frame(
-        con,
-        f"""
-        WITH g AS (
-            SELECT grouping(endpoint) AS overall, endpoint,
-                   arg_min_null(method, row) AS method,
-                   arg_min_null(name, row) AS name,
-                   count(*) AS requests,
+    statistics = f"""count(*) AS requests,
                    count(*) FILTER (WHERE NOT coalesce(ok, false)) AS failures,
                    avg(latency_ms) AS mean_ms,
                    min(latency_ms) AS min_ms,
                    max(latency_ms) AS max_ms,
                    quantile_disc(latency_ms, [{_QUANTILES}]) AS q,
-                   avg(bytes) AS bytes_mean
+                   avg(bytes) AS bytes_mean"""
+    columns = f"""requests, failures, mean_ms, min_ms, max_ms, {_percentile_select()},
+                 bytes_mean"""
+    # Two queries: DuckDB computes holistic aggregates (quantiles) over grouping
+    # sets about half as fast as over one grouping each.
+    endpoints = _frame(
+        con,
+        f"""
+        WITH g AS (
+            SELECT endpoint,
+                   arg_min_null(method, row) AS method,
+                   arg_min_null(name, row) AS name,
+                   {statistics}
             FROM requests
-            GROUP BY GROUPING SETS ((endpoint), ())
+            GROUP BY endpoint
         )
-        SELECT overall, endpoint, method, name, requests, failures, mean_ms, min_ms,
-               max_ms, {_percentile_select()}, bytes_mean
+        SELECT endpoint, method, name, {columns}
         FROM g
-        ORDER BY overall, endpoint NULLS LAST
+        ORDER BY endpoint NULLS LAST
         """,
     )
-    overall = frame["overall"].to_numpy() == 1
-    frame.loc[overall, "endpoint"] = OVERALL
-    frame.loc[overall, "name"] = OVERALL
-    frame.loc[overall, "method"] = None
+    overall = _frame(
+        con,
+        f"""
+        WITH g AS (SELECT {statistics} FROM requests)
+        SELECT '{OVERALL}' AS endpoint, NULL::VARCHAR AS method,
+               '{OVERALL}' AS name, {columns}
+        FROM g
+        """,
+    )
+    frame = pd.concat([endpoints, overall], ignore_index=True)
     frame["requests"] = frame["requests"].astype("int64")
     frame["failures"] = frame["failures"].astype("int64")
     frame["error_rate"] = frame["failures"] / frame["requests"]

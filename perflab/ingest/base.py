@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 import time
+import unicodedata
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,25 +161,53 @@ def sql_path(path: Path | str) -> str:
     return f"'{_sql_text(path)}'"
 
 
-def progress_bar(path: Path, desc: str | None = None):
-    """A tqdm bar on stderr counting a file's bytes, or None.
+def progress_bar(path: Path, desc: str | None = None, total: int | None = None):
+    """A tqdm bar on stderr for work on a large file, or None.
 
-    Only for files larger than :data:`PROGRESS_BYTES` and only when stderr is a
-    terminal.
+    Parameters
+    ----------
+    path
+        The file; its size decides whether a bar is shown.
+    desc
+        The bar's label; the file name when None.
+    total
+        What the bar counts to: the file's size in bytes when None (then the bar
+        shows bytes), else a number of steps.
+
+    Returns
+    -------
+    tqdm or None
+        None for files smaller than :data:`PROGRESS_BYTES`, and when stderr is not
+        a terminal: a log file or a pipe gets no carriage-return animation.
     """
     size = path.stat().st_size
-    if size < PROGRESS_BYTES or not sys.stderr.isatty():
+    if size < PROGRESS_BYTES or not _stderr_is_terminal():
         return None
     from tqdm import tqdm
 
+    if total is None:
+        return tqdm(
+            total=size,
+            unit="B",
+            unit_scale=True,
+            desc=desc or path.name,
+            file=sys.stderr,
+            leave=False,
+        )
     return tqdm(
-        total=size,
-        unit="B",
-        unit_scale=True,
+        total=total,
         desc=desc or path.name,
         file=sys.stderr,
         leave=False,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]",
     )
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False
 
 
 def execute(
@@ -244,10 +273,26 @@ def head_bytes(path: Path, size: int = 65536) -> bytes:
 
 
 def detect_encoding(path: Path, sample_size: int = 1 << 20) -> str:
-    """Guess a text file's encoding: UTF-8 (with or without BOM) first, else detect.
+    """Guess a text file's encoding from its first ``sample_size`` bytes.
 
-    Returns a Python codec name. ``utf-8-sig`` is returned for a UTF-8 BOM so that the
-    BOM never reaches the first column name.
+    UTF-8 (with or without BOM) and UTF-16 with a BOM are recognised first;
+    anything else is guessed by ``charset_normalizer``, with one correction.
+    Load generators write their files in the code page of the machine they run on,
+    and on a Chinese-locale Windows that is GBK. A few Chinese names are too little
+    text for the detector, which then guesses a Western single-byte code page, Big5
+    (which shares GBK's byte ranges) or a Korean or Japanese one. When the bytes are
+    valid GB18030 (a superset of GBK) and every non-ASCII character they decode to
+    is a CJK one, GB18030 is used instead, unless the detector's own reading looks
+    like the language it names (see :func:`_looks_like`). Give the encoding
+    (``--encoding``) for Big5 or for Japanese written in kanji only.
+
+    Returns a Python codec name: ``utf-8-sig`` for a UTF-8 BOM, so that the BOM
+    never reaches the first column name.
+
+    Raises
+    ------
+    InputError
+        When no encoding fits the bytes.
     """
     with open_binary(path) as handle:
         sample = handle.read(sample_size)
@@ -265,15 +310,67 @@ def detect_encoding(path: Path, sample_size: int = 1 << 20) -> str:
     from charset_normalizer import from_bytes
 
     best = from_bytes(sample).best()
-    if best is None:
+    detected = best.encoding if best is not None else None
+    encoding = _prefer_gb18030(sample, detected)
+    if encoding is None:
         raise InputError(
             "The file's text encoding could not be recognised; give it with "
             "--encoding (for example --encoding gbk or --encoding latin-1).",
             path,
         )
-    encoding = best.encoding
-    log.info("%s: detected text encoding %s", path, encoding)
+    if encoding != detected:
+        log.info("%s: reading as %s rather than %s", path, encoding, detected)
+    else:
+        log.info("%s: detected text encoding %s", path, encoding)
     return encoding
+
+
+#: Codec names (prefixes) of the Japanese and Korean encodings.
+_EAST_ASIAN = ("shift", "euc", "cp932", "cp949", "iso2022", "johab")
+_KOREAN = ("cp949", "euc_kr", "iso2022_kr", "johab")
+
+
+def _prefer_gb18030(sample: bytes, detected: str | None) -> str | None:
+    """GB18030 where it reads ``sample`` better than the detector's guess."""
+    name = codecs.lookup(detected).name if detected else ""
+    if name.startswith(("utf", "gb18030")):
+        return detected
+    if name.startswith(_EAST_ASIAN) and _looks_like(sample, detected):
+        return detected
+    # Not final: a character cut by the end of the sample is not an error.
+    try:
+        text = codecs.getincrementaldecoder("gb18030")().decode(sample, final=False)
+    except UnicodeDecodeError:
+        return detected
+    wide = [c for c in text if ord(c) > 127]
+    if wide and all(_is_cjk(c) for c in wide):
+        return "gb18030"
+    return detected
+
+
+def _looks_like(sample: bytes, encoding: str) -> bool:
+    """Whether a Japanese or Korean reading of the bytes looks like that language.
+
+    Korean text is written in Hangul, rarely mixed with Chinese characters; Japanese
+    text has kana, and hardly ever the half-width katakana that Chinese GBK bytes
+    turn into when read as Shift JIS. Chinese GBK bytes read as a Korean code page
+    give a mix of Hangul and Chinese characters, read as EUC-JP they give Chinese
+    characters without kana.
+    """
+    text = sample.decode(encoding, errors="ignore")
+    names = [unicodedata.name(c, "") for c in text if ord(c) > 127]
+    han = any(n.startswith("CJK UNIFIED") for n in names)
+    if codecs.lookup(encoding).name.startswith(_KOREAN):
+        return any(n.startswith("HANGUL") for n in names) and not han
+    kana = any(n.startswith(("HIRAGANA", "KATAKANA")) for n in names)
+    return kana and not any(n.startswith("HALFWIDTH KATAKANA") for n in names)
+
+
+def _is_cjk(char: str) -> bool:
+    name = unicodedata.name(char, "")
+    return name.startswith(
+        ("CJK ", "FULLWIDTH ", "IDEOGRAPHIC ", "HIRAGANA ", "KATAKANA ")
+    )
 
 
 def open_text(path: Path, encoding: str | None = None) -> io.TextIOBase:

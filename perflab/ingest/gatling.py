@@ -44,17 +44,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
 from perflab.errors import InputError
-from perflab.ingest.base import Ingested, RequestSink, open_text
+from perflab.ingest.base import Ingested, RequestSink, open_text, progress_bar
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("gatling-log",)
-
-#: Files larger than this get a progress bar on stderr.
-PROGRESS_BYTES = 50 * 1024 * 1024
 
 _RECORDS = ("RUN", "USER", "REQUEST", "GROUP", "ERROR", "ASSERTION")
 _CHUNK_ROWS = 200_000
@@ -268,11 +264,7 @@ def _read_log(
     type_at: int | None = None
     malformed: list[int] = []
     read_before = state.requests
-    bar = (
-        tqdm(total=size, unit="B", unit_scale=True, desc=path.name, leave=False)
-        if size >= PROGRESS_BYTES
-        else None
-    )
+    bar = progress_bar(path)
     try:
         with open_text(path, encoding) as handle:
             for number, line in enumerate(handle, start=1):

@@ -7,10 +7,12 @@ CSV JTL
     (``jmeter.save.saveservice.default_delimiter``: comma, tab, ``;``, ``|``). With a
     header line, the columns are found by name. Without one, the file must have one of
     JMeter's default column sets, told apart by their number (:data:`DEFAULT_COLUMNS`):
-    12 columns before JMeter 3.0, 16 in 3.1 to 4.x, 17 (with ``URL``) since 5.0. The
-    file is streamed in blocks by ``pyarrow.csv``, so quoted fields holding delimiters,
-    quotes or line breaks are read as JMeter wrote them, and memory stays bounded
-    whatever the file size.
+    12 columns before JMeter 3.0, 16 in 3.1 to 4.x, 17 (with ``URL``) since 5.0. A
+    single UTF-8 file whose samples the rules below cover plainly is read by DuckDB
+    in parallel (:func:`read_fast`); any other is streamed in blocks by
+    ``pyarrow.csv``. Either way quoted fields holding delimiters, quotes or line
+    breaks are read as JMeter wrote them, memory stays bounded whatever the file
+    size, and a large file shows a progress bar on stderr when it is a terminal.
 XML JTL
     ``<testResults>`` with ``<httpSample>`` and ``<sample>`` elements, streamed with
     :func:`xml.etree.ElementTree.iterparse`. A file cut off before its closing tag is
@@ -75,7 +77,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-from tqdm import tqdm
 
 from perflab.errors import InputError
 from perflab.ingest.base import (
@@ -87,7 +88,6 @@ from perflab.ingest.base import (
     progress_bar,
     sql_path,
 )
-from perflab.store import SCHEMAS
 
 log = logging.getLogger(__name__)
 
@@ -165,9 +165,6 @@ USED_COLUMNS = (
     "bytes",
     "allThreads",
 )
-
-#: Files larger than this get a progress bar on stderr.
-PROGRESS_BYTES = 50 * 1024 * 1024
 
 _DELIMITERS = (",", "\t", ";", "|")
 _BLOCK_BYTES = 4 * 1024 * 1024
@@ -426,14 +423,6 @@ class _State:
             )
 
 
-def _progress(path: Path, total: int):
-    if total < PROGRESS_BYTES:
-        return None
-    return tqdm(
-        total=total, unit="B", unit_scale=True, desc=path.name, leave=False, delay=1.0
-    )
-
-
 def _open_raw(path: Path) -> tuple[io.BufferedReader, io.RawIOBase]:
     """The file's bytes (un-gzipped) and the underlying file, for progress."""
     raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
@@ -494,7 +483,7 @@ def _read_csv(
     )
     clock = _Clock()
     stream, raw = _open_raw(path)
-    bar = _progress(path, path.stat().st_size)
+    bar = progress_bar(path)
     try:
         reader = pacsv.open_csv(stream, read_options, parse_options, convert_options)
         for batch in reader:
@@ -898,7 +887,7 @@ _XML_FIELDS = {
 
 def _read_xml(path: Path, sink: RequestSink, state: _State, result: Ingested) -> None:
     stream, raw = _open_raw(path)
-    bar = _progress(path, path.stat().st_size)
+    bar = progress_bar(path)
     clock = _Clock()
     clock.fmt = "ms"
     kept_before = state.samples
@@ -1026,19 +1015,26 @@ def read_fast(
 ) -> Ingested | None:
     """Read one well-formed CSV JTL with DuckDB; None when it needs :func:`read`.
 
-    DuckDB parses the file in parallel and turns each sample into a canonical
-    request row in SQL, with the rules of the module docstring, writing them to
-    ``target`` (Parquet, in file order, with the thread name in place of the user
-    number). ``meta["requests_source"]`` names the relation that numbers the threads
-    in order of first appearance; ``meta["request_rows"]`` counts the rows.
+    DuckDB parses the file in parallel into ``target`` (Parquet, in file order,
+    one row per sample, with what the rules of the module docstring need), and
+    the request rows are made from it in SQL: ``meta["requests_source"]`` names the
+    relation holding them (users numbered in order of first appearance),
+    ``meta["requests_select"]`` the canonical ``requests`` columns made from it,
+    and ``meta["request_rows"]`` counts them.
 
     The file is handed back to the streaming reader, which reports malformed rows
     by line and applies the rules SQL does not cover, when it is not one UTF-8 file,
     has a ``method`` column, when DuckDB cannot read a row (wrong number of fields,
-    a timestamp or elapsed time that is not an integer, a repeated header line),
-    when a sample has a ``success`` other than ``true``/``false``, a timestamp of 0
-    or an unusual response code, when a label ends in ``-<n>`` (a possible
-    sub-result), or when no sample is left.
+    a timestamp, elapsed time, byte count or thread count that is not an integer,
+    a repeated header line), when a sample has an empty ``timeStamp`` or
+    ``elapsed``, a ``success`` other than ``true``/``false``, a timestamp of 0 or
+    a response code with blanks around it or that reads as a number other than
+    one to three digits, when a label ends in ``-<n>`` (a possible sub-result), or
+    when no sample is left.
+
+    DuckDB reads an integer more leniently than the streaming reader does: a
+    ``+`` sign (never written by JMeter) is accepted, where the streaming reader
+    reports the row.
     """
     if fmt != "jmeter-csv" or len(files) != 1:
         return None
@@ -1047,9 +1043,7 @@ def read_fast(
     if isinstance(refusal, str):
         log.info("%s: %s; read by the streaming reader", path, refusal)
         return None
-    bar = None
-    if path.stat().st_size >= PROGRESS_BYTES:
-        bar = progress_bar(path)
+    bar = progress_bar(path)
     try:
         return _read_csv_fast(path, refusal, target, con, bar)
     except duckdb.Error as exc:
@@ -1058,7 +1052,6 @@ def read_fast(
             path,
             str(exc).splitlines()[0],
         )
-        target.unlink(missing_ok=True)
         return None
     finally:
         if bar is not None:
@@ -1081,6 +1074,29 @@ def _fast_refusal(path: Path, encoding: str | None) -> str | _Layout:
     if len(set(names)) != len(names) or not all(_NAME.fullmatch(n) for n in names):
         return "the header has unusual column names"
     return layout
+
+
+_NUMBERED = re.compile(r"-[0-9]+\Z")
+
+
+def _fast_code(code: str) -> bool:
+    """Whether the fast path reads a response code as the streaming reader does.
+
+    It takes a code of one to three characters as an integer when DuckDB can
+    read it as one, so such a code must be plain digits; the streaming reader
+    trims blanks around a code, the fast path does not.
+    """
+    if code != code.strip():
+        return False
+    return len(code) > 3 or code == "" or re.fullmatch("[0-9]{1,3}", code) is not None
+
+
+#: The canonical requests columns from the jtl_requests relation.
+_REQUESTS_SELECT = (
+    "ts, name AS endpoint, NULL::VARCHAR AS method, name, status, "
+    "CAST(elapsed AS DOUBLE) AS latency_ms, bytes, ok, error, "
+    'NULL::VARCHAR AS worker, "user"'
+)
 
 
 def _read_csv_fast(
@@ -1106,7 +1122,7 @@ def _read_csv_fast(
     def trim(sql: str) -> str:
         return f"regexp_replace({sql}, '^{_WS}+|{_WS}+$', '', 'g')"
 
-    success = '"success"' if "success" in types else "'true'"
+    success = text("success") if "success" in types else "'true'"
     failure = trim(text("failureMessage"))
     code, message = text("responseCode"), text("responseMessage")
     non_http = f"(starts_with({code}, '{_NON_HTTP_CODE}') AND {failure} = '')"
@@ -1121,8 +1137,9 @@ def _read_csv_fast(
         f"WHEN {failure} = '' THEN {message} ELSE {failure} END"
     )
 
-    # 1. Parse the file in parallel into request rows, in file order, with what
-    #    tells whether the fast path's rules cover every row.
+    # 1. Parse the file in parallel into one row per sample, in file order. Only
+    #    what differs from row to row is computed here; what depends on a response
+    #    code or a label alone is checked once per distinct value below.
     execute(
         con,
         f"""COPY (
@@ -1133,65 +1150,80 @@ def _read_csv_fast(
                 columns = {{{columns}}}, strict_mode = true, null_padding = false)
         ), rows AS (
             SELECT "timeStamp" AS ts_ms, elapsed, {text("label")} AS label,
-                   {code} AS code, {message} AS message,
-                   {text("threadName")} AS thread, {success} AS success,
-                   {number("bytes")} AS bytes, {number("allThreads")} AS all_threads,
-                   CASE WHEN {success} = 'false' THEN {error_text} END AS problem
+                   {code} AS code, {success} AS success,
+                   CASE WHEN {success} = 'false' THEN {error_text} END AS problem,
+                   {text("threadName")} AS thread, {number("bytes")} AS bytes,
+                   {number("allThreads")} AS all_threads,
+                   starts_with({message}, '{_TRANSACTION}') AS transaction
             FROM raw
         )
-        SELECT make_timestamptz(ts_ms * 1000) AS ts, label AS endpoint,
-               NULL::VARCHAR AS method, label AS name,
-               CASE WHEN regexp_full_match(code, '\\d{{1,3}}')
-                    THEN CAST(code AS INTEGER) END AS status,
-               CAST(elapsed AS DOUBLE) AS latency_ms, bytes,
-               success = 'true' AS ok,
-               CASE WHEN success = 'true' OR regexp_full_match(problem, '{_WS}*')
-                    THEN NULL ELSE problem END AS error,
-               NULL::VARCHAR AS worker, thread, all_threads,
-               starts_with(message, '{_TRANSACTION}') AS transaction,
-               ts_ms IS NULL OR elapsed IS NULL OR ts_ms = 0
-                   OR success NOT IN ('true', 'false')
-                   OR regexp_matches(code, '^{_WS}|{_WS}$')
-                   OR regexp_matches(label, '-\\d+$') AS unusual
+        SELECT ts_ms, elapsed, label, code,
+               CASE WHEN length(code) <= 3 THEN TRY_CAST(code AS INTEGER) END
+                   AS status,
+               success = 'true' AS ok, success NOT IN ('true', 'false') AS odd,
+               thread, bytes, all_threads, transaction,
+               CASE WHEN regexp_full_match(problem, '{_WS}*') THEN NULL
+                    ELSE problem END AS error
         FROM rows
         ) TO {sql_path(target)} (FORMAT parquet, COMPRESSION uncompressed)""",
         bar,
+        share=0.9,
     )
     con.execute(
         "CREATE OR REPLACE TEMP VIEW jtl_rows AS SELECT * "
         f"FROM read_parquet({sql_path(target)}, file_row_number = true)"
     ).fetchall()
-    unusual, transactions, kept = con.execute(
-        "SELECT count(*) FILTER (WHERE unusual), "
-        "count(*) FILTER (WHERE transaction AND NOT unusual), "
-        "count(*) FILTER (WHERE NOT transaction AND NOT unusual) FROM jtl_rows"
-    ).fetchall()[0]
-    if unusual or not kept:
+
+    # 2. Whether the rules here cover every sample (one scan, grouped by response
+    #    code and by label); the run's span.
+    found = con.sql(
+        """SELECT grouping(code) AS no_code, grouping(label) AS no_label, code, label,
+                  count(*) FILTER (WHERE ts_ms IS NULL OR elapsed IS NULL
+                                   OR ts_ms = 0 OR odd) AS unusual,
+                  count(*) FILTER (WHERE transaction) AS transactions,
+                  count(*) FILTER (WHERE NOT transaction) AS kept,
+                  min(ts_ms) FILTER (WHERE NOT transaction) AS start_ms,
+                  max(ts_ms + elapsed) FILTER (WHERE NOT transaction) AS end_ms
+           FROM jtl_rows
+           GROUP BY GROUPING SETS ((code), (label), ())"""
+    ).fetchall()
+    codes = [row[2] for row in found if not row[0]]
+    labels = [row[3] for row in found if not row[1]]
+    _, _, _, _, unusual, transactions, kept, start_ms, end_ms = next(
+        row for row in found if row[0] and row[1]
+    )
+    why = None
+    if unusual:
+        why = f"{unusual} samples without a time, or with timestamp 0 or odd success"
+    elif not kept:
+        why = "no sample is an HTTP request"
+    elif any(not _fast_code(code) for code in codes):
+        why = "a response code is not written as JMeter writes them"
+    elif any(_NUMBERED.search(label) for label in labels):
+        # perhaps sub-results: the streaming reader tells them apart
+        why = "a label ends in -<number>"
+    if why is not None:
+        log.info("%s: %s; read by the streaming reader", path, why)
         return None
 
-    # 2. Users numbered by first appearance; the run's span and users series.
+    # 3. Users numbered by first appearance; the users series.
     con.execute(
         """CREATE OR REPLACE TEMP TABLE jtl_users AS
         SELECT thread, row_number() OVER (ORDER BY first) AS "user"
         FROM (SELECT thread, min(file_row_number) AS first FROM jtl_rows
               WHERE NOT transaction GROUP BY thread)"""
     ).fetchall()
-    columns = ", ".join(
-        f"r.{c}" if c != "user" else 'u."user"' for c in SCHEMAS["requests"].names
-    )
+    threads = con.execute("SELECT count(*) FROM jtl_users").fetchall()[0][0]
     con.execute(
-        f"""CREATE OR REPLACE TEMP VIEW jtl_requests AS
-        SELECT {columns}, r.file_row_number
+        """CREATE OR REPLACE TEMP VIEW jtl_requests AS
+        SELECT make_timestamptz(r.ts_ms * 1000) AS ts, r.label AS name, r.status,
+               r.elapsed, r.bytes, r.ok, r.error, u."user",
+               r.file_row_number
         FROM jtl_rows r JOIN jtl_users u USING (thread)
         WHERE NOT r.transaction"""
     ).fetchall()
-    start, end, threads = con.execute(
-        """SELECT min(ts), max(epoch_ms(ts) + CAST(latency_ms AS BIGINT)),
-                  count(DISTINCT thread)
-           FROM jtl_rows WHERE NOT transaction"""
-    ).fetchall()[0]
     per_second = con.sql(
-        """SELECT (epoch_ms(ts) // 1000) * 1000 AS second, max(all_threads) AS users
+        """SELECT (ts_ms // 1000) * 1000 AS second, max(all_threads) AS users
            FROM jtl_rows WHERE NOT transaction AND all_threads IS NOT NULL
            GROUP BY second ORDER BY second"""
     ).fetchnumpy()
@@ -1200,8 +1232,8 @@ def _read_csv_fast(
     state.samples = kept
     state.transactions = transactions
     state.threads = dict.fromkeys(range(threads), 0)  # only their number is used
-    state.start = pd.Timestamp(start).tz_convert("UTC")
-    state.end = pd.Timestamp(int(end), unit="ms", tz="UTC")
+    state.start = pd.Timestamp(int(start_ms), unit="ms", tz="UTC")
+    state.end = pd.Timestamp(int(end_ms), unit="ms", tz="UTC")
     if len(per_second["second"]):
         index = pd.to_datetime(np.asarray(per_second["second"]), unit="ms", utc=True)
         state.users = pd.Series(np.asarray(per_second["users"]), index=index)
@@ -1209,5 +1241,8 @@ def _read_csv_fast(
     state.report(result)
     result.meta["request_rows"] = kept
     result.meta["requests_source"] = "jtl_requests"
+    result.meta["requests_select"] = _REQUESTS_SELECT
+    if bar is not None:
+        bar.update(bar.total - bar.n)
     log.info("read %s with DuckDB (%d samples)", path, kept)
     return result

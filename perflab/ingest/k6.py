@@ -37,13 +37,23 @@ same tags and the same timestamp, one after the other. A request is the
 
 Reading large files
 -------------------
-Both per-sample formats are streamed in blocks of :data:`_CSV_BLOCK_BYTES` through
-Arrow's CSV reader (for JSON lines, only to split lines); only the
-``http_req_duration``, ``http_req_failed``, ``vus`` and ``checks`` samples are
-converted, JSON lines by Arrow's JSON parser. Memory stays bounded whatever the file
-size: reading a 5-million-row, 880 MB CSV peaked at 0.55 GB of resident memory, the
-whole ``perflab ingest`` at 0.65 GB. Larger blocks are hardly faster, and Arrow's
-allocator then holds far more memory (0.7 GB for the parser alone at 16 MB).
+A single, plain UTF-8 CSV is read by DuckDB (:func:`read_fast`): it parses the file
+in parallel, and the pairing of samples into requests, the rules above and the
+run's metadata are SQL over the wanted samples. Anything it does not cover (see
+:func:`read_fast`) goes to the streaming reader. The 5,000,000-row, 716 MB CSV of
+``benchmarks/ingest_speed.py`` (455,000 requests) ingests in about 4 s on two cores,
+peaking at 0.6 GiB of resident memory.
+
+The streaming reader streams both per-sample formats in blocks of
+:data:`_CSV_BLOCK_BYTES` through Arrow's CSV reader (for JSON lines, only to split
+lines); only the ``http_req_duration``, ``http_req_failed``, ``vus`` and ``checks``
+samples are converted, JSON lines by Arrow's JSON parser. Memory stays bounded
+whatever the file size: reading a 5-million-row, 880 MB CSV peaked at 0.55 GB of
+resident memory, the whole ``perflab ingest`` at 0.65 GB. Larger blocks are hardly
+faster, and Arrow's allocator then holds far more memory (0.7 GB for the parser
+alone at 16 MB).
+
+Large files show a progress bar on stderr when it is a terminal.
 
 Limitations
 -----------
@@ -60,7 +70,6 @@ import io
 import json
 import logging
 import re
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,7 +99,6 @@ from perflab.ingest.base import (
 from perflab.store import (
     OVERALL,
     PERCENTILES,
-    SCHEMAS,
     endpoint_label,
     percentile_column,
 )
@@ -120,9 +128,6 @@ _TAGS = (
     "vu",
 )
 _CSV_HEAD = ("metric_name", "timestamp", "metric_value")
-
-#: Files larger than this show a progress bar on a terminal.
-PROGRESS_BYTES = 50 * 2**20
 
 _CSV_BLOCK_BYTES = 4 * 2**20
 
@@ -382,7 +387,9 @@ class _Collector:
         self.scenarios.update(
             s for s in frame["scenario"].dropna().unique() if isinstance(s, str) and s
         )
-        for url, count in frame["url"].dropna().value_counts().items():
+        # In order of first appearance, as the fast path counts them: of origins
+        # seen equally often, the first one is the run's host.
+        for url, count in frame["url"].dropna().value_counts(sort=False).items():
             origin = _origin(url)
             if origin:
                 self.origins[origin] += int(count)
@@ -453,7 +460,8 @@ class _Collector:
             meta["end"] = self.end
             meta["duration_s"] = round((self.end - self.start).total_seconds(), 3)
         if self.users:
-            series = pd.concat(self.users, ignore_index=True).sort_values("ts")
+            series = pd.concat(self.users, ignore_index=True)
+            series = series.sort_values("ts", kind="stable")
             meta["users_series"] = series.reset_index(drop=True)
             meta["peak_users"] = int(series["users"].max())
         if self.scenarios:
@@ -575,23 +583,6 @@ class _CountingReader(io.RawIOBase):
         return len(data)
 
 
-def _progress(path: Path):
-    size = path.stat().st_size
-    if size < PROGRESS_BYTES:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(
-        total=size,
-        unit="B",
-        unit_scale=True,
-        desc=path.name,
-        file=sys.stderr,
-        disable=not sys.stderr.isatty(),
-        leave=False,
-    )
-
-
 def _csv_header(path: Path, encoding: str) -> list[str]:
     with open_binary(path) as handle:
         line = handle.readline(1 << 20)
@@ -622,7 +613,7 @@ def _read_csv(
         skipped.append(row.number if row.number is not None else -1)
         return "skip"
 
-    progress = _progress(path)
+    progress = progress_bar(path)
     seconds_only = False
     rows_seen = 0
     try:
@@ -812,7 +803,7 @@ def _read_json(
 
     # Arrow's CSV reader, with a delimiter JSON never holds unescaped, splits the
     # file into lines quickly and in bounded memory; each line stays raw bytes.
-    progress = _progress(path)
+    progress = progress_bar(path)
     try:
         with open_binary(path) as handle:
             reader = pacsv.open_csv(
@@ -1218,19 +1209,25 @@ def read_fast(
 ) -> Ingested | None:
     """Read one well-formed k6 CSV with DuckDB; None when it needs :func:`read`.
 
-    DuckDB parses the file in parallel, keeps the samples of :data:`_WANTED`
-    (numbered in file order) and turns them into request rows in SQL with the same
-    rules as the streaming reader (see the module docstring). The rows stay in
-    DuckDB: ``meta["requests_source"]`` names the relation holding them (canonical
-    ``requests`` columns and their order as ``file_row_number``), and
-    ``meta["request_rows"]`` counts them; ``target`` is not written.
+    DuckDB parses the file in parallel, keeps the samples of :data:`_WANTED` in
+    file order and turns them into request rows in SQL with the same rules as the
+    streaming reader (see the module docstring). The rows stay in DuckDB:
+    ``meta["requests_source"]`` names the relation holding them (with their order
+    as ``file_row_number``), ``meta["requests_select"]`` the canonical ``requests``
+    columns made from it, and ``meta["request_rows"]`` counts them; ``target`` is
+    not written.
 
     The file is handed back to the streaming reader, which reports malformed lines
     by number, when it is not one plain UTF-8 CSV ending in a newline (several files,
-    gzip, another encoding, a last line possibly cut off), when DuckDB meets any
+    gzip, another encoding, a last line possibly cut off), when DuckDB meets a
     field it cannot read as k6 writes it (a row with the wrong number of fields, a
-    timestamp that is not a unix number, a value that is not a number), or when it
-    holds no wanted sample.
+    timestamp that is not an integer, a value that is not a number), when a wanted
+    sample has an empty, negative or NaN timestamp or value, or when it holds no
+    wanted sample.
+
+    DuckDB reads an integer more leniently than the streaming reader does: a
+    timestamp written with blanks around it or a ``+`` sign (never written by k6)
+    is taken as its number, where the streaming reader reports the line.
     """
     if fmt != "k6-csv" or len(files) != 1:
         return None
@@ -1248,7 +1245,6 @@ def read_fast(
             path,
             str(exc).splitlines()[0],
         )
-        target.unlink(missing_ok=True)
         return None
     finally:
         if progress is not None:
@@ -1278,6 +1274,21 @@ def _fast_refusal(path: Path, encoding: str | None) -> str | None:
     return None
 
 
+#: Unix time in seconds, milli-, micro- or nanoseconds as nanoseconds, told apart by
+#: magnitude as :func:`_csv_times` does.
+_TIME_NS_SQL = """stamp * CASE WHEN stamp < 100000000000 THEN 1000000000
+                         WHEN stamp < 100000000000000 THEN 1000000
+                         WHEN stamp < 100000000000000000 THEN 1000
+                         ELSE 1 END"""
+
+#: The canonical requests columns from the k6_rows relation.
+_REQUESTS_SELECT = (
+    "ts, CASE WHEN method IS NULL THEN name ELSE method || ' ' || name END "
+    "AS endpoint, method, name, status, latency_ms, NULL::BIGINT AS bytes, ok, "
+    'error, NULL::VARCHAR AS worker, "user"'
+)
+
+
 def _read_csv_fast(
     path: Path, con: duckdb.DuckDBPyConnection, progress
 ) -> Ingested | None:
@@ -1289,8 +1300,9 @@ def _read_csv_fast(
     tags = [t for t in _TAGS if t in header]
     extra = ["metadata"] if "metadata" in header else []
 
-    # 1. Parse the file in parallel; keep the wanted samples as k6 meant them
-    #    (times in ns, tags), numbered in file order.
+    # 1. Parse the file in parallel and keep the wanted samples. With insertion
+    #    order preserved the table's rowid is the file order; numbering the rows
+    #    with a window function instead would make the whole scan single-threaded.
     vu = '"vu"' if "vu" in tags else "NULL"
     if extra:
         found = r"""NULLIF(regexp_extract(metadata, '(?:^|&)vu=(\d+)', 1), '')"""
@@ -1301,29 +1313,33 @@ def _read_csv_fast(
     execute(
         con,
         f"""CREATE OR REPLACE TEMP TABLE k6_samples AS
-        SELECT row_number() OVER () AS row, metric_name AS metric,
-               timestamp < 100000000000 AS whole_seconds,
-               timestamp * CASE WHEN timestamp < 100000000000 THEN 1000000000
-                                WHEN timestamp < 100000000000000 THEN 1000000
-                                WHEN timestamp < 100000000000000000 THEN 1000
-                                ELSE 1 END AS time_ns,
-               metric_value AS value, {tag_columns}, {vu} AS vu
+        SELECT metric_name AS metric, timestamp AS stamp, metric_value AS value,
+               {tag_columns}, {vu} AS vu
         FROM read_csv({sql_path(path)}, header = true,
             auto_detect = false, delim = ',', quote = '"', escape = '"',
             columns = {{{columns}}}, strict_mode = true, null_padding = false)
         WHERE metric_name IN ({_WANTED_SQL})""",
         progress,
-        share=0.95,
+        share=0.9,
     )
-    count = con.execute("SELECT count(*) FROM k6_samples").fetchall()[0][0]
-    if count == 0:
+    count, broken = con.execute(
+        """SELECT count(*), count(*) FILTER (WHERE stamp IS NULL OR stamp < 0
+                                             OR value IS NULL OR isnan(value))
+           FROM k6_samples"""
+    ).fetchall()[0]
+    if count == 0 or broken:
+        # the streaming reader reports the malformed lines by number
+        why = f"{broken} malformed samples" if broken else "no sample is read"
+        log.info("%s: %s; read by the streaming reader", path, why)
         return None
-    if con.execute(
-        "SELECT count(*) FROM k6_samples WHERE time_ns < 0 OR isnan(value)"
-    ).fetchall()[0][0]:
-        return None  # lines the streaming reader reports as malformed
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW k6_timed AS
+        SELECT rowid AS row, * EXCLUDE (stamp), stamp < 100000000000 AS whole_seconds,
+               {_TIME_NS_SQL} AS time_ns
+        FROM k6_samples"""
+    ).fetchall()
 
-    # 3. Requests: a duration sample with the failed sample that follows it.
+    # 2. Requests: a duration sample with the failed sample that follows it.
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE k6_requests AS
         WITH pairs AS (
@@ -1332,22 +1348,18 @@ def _read_csv_fast(
                    CASE WHEN lead(metric) OVER w = '{FAILED}'
                          AND lead(time_ns) OVER w = time_ns
                         THEN lead(value) OVER w END AS failed_value
-            FROM k6_samples
+            FROM k6_timed
             WHERE metric IN ('{DURATION}', '{FAILED}')
             WINDOW w AS (ORDER BY row)
-        ), paired AS (
-            SELECT s.*, p.failed_value
-            FROM k6_samples s JOIN pairs p USING (row)
-            WHERE p.metric = '{DURATION}'
         ), typed AS (
-            SELECT *,
+            SELECT s.*, p.failed_value,
                    time_ns - CAST(round_even(value * 1e6, 0) AS BIGINT) AS start_ns,
                    CASE WHEN TRY_CAST(status AS DOUBLE) > 0
                         THEN CAST(TRY_CAST(status AS DOUBLE) AS INTEGER) END AS code,
                    coalesce(name, url, 'unknown') AS label,
                    lower(expected_response) AS expected
-            FROM paired
-            WHERE metric = '{DURATION}'
+            FROM k6_timed s JOIN pairs p USING (row)
+            WHERE p.metric = '{DURATION}'
         ), failing AS (
             SELECT *,
                    coalesce(error, CASE WHEN error_code IS NOT NULL AND code IS NULL
@@ -1356,11 +1368,8 @@ def _read_csv_fast(
             FROM typed
         )
         SELECT row, time_ns, start_ns, {_SETUP_SQL} AS apart, scenario, url,
-               make_timestamptz(start_ns // 1000) AS ts,
-               CASE WHEN method IS NULL THEN label ELSE method || ' ' || label END
-                   AS endpoint,
-               method, label AS name, code AS status, value AS latency_ms,
-               NULL::BIGINT AS bytes,
+               make_timestamptz(start_ns // 1000) AS ts, method, label AS name,
+               code AS status, value AS latency_ms,
                CASE WHEN expected IN ('true', 'false') THEN expected = 'true'
                     WHEN failed_value IS NOT NULL THEN failed_value = 0
                     ELSE coalesce(code BETWEEN 200 AND 399, false)
@@ -1368,19 +1377,19 @@ def _read_csv_fast(
                CASE WHEN expected IN ('true', 'false') THEN 'expected_response'
                     WHEN failed_value IS NOT NULL THEN 'http_req_failed'
                     ELSE 'status' END AS rule,
-               problem AS error, NULL::VARCHAR AS worker,
-               TRY_CAST(vu AS BIGINT) AS "user"
+               problem AS error, TRY_CAST(vu AS BIGINT) AS "user"
         FROM failing"""
     ).fetchall()
-    columns = ", ".join(f'"{c}"' for c in SCHEMAS["requests"].names)
     con.execute(
-        f"""CREATE OR REPLACE TEMP VIEW k6_rows AS
-        SELECT {columns}, row AS file_row_number FROM k6_requests WHERE NOT apart"""
+        """CREATE OR REPLACE TEMP VIEW k6_rows AS
+        SELECT ts, method, name, status, latency_ms, ok, error, "user",
+               row AS file_row_number
+        FROM k6_requests WHERE NOT apart"""
     ).fetchall()
     if progress is not None:
         progress.update(progress.total - progress.n)
     result = Ingested(tool="k6", fmt="k6-csv", files=[path])
-    if con.execute("SELECT bool_or(whole_seconds) FROM k6_samples").fetchall()[0][0]:
+    if con.execute("SELECT bool_or(whole_seconds) FROM k6_timed").fetchall()[0][0]:
         result.warn(
             f"{path.name}: k6 wrote whole-second timestamps (timeFormat unix or "
             "rfc3339), so request start times are only accurate to about 1 s; use "
@@ -1411,7 +1420,7 @@ def _fast_meta(con: duckdb.DuckDBPyConnection, result: Ingested) -> None:
         collector._widen(_ns(start_ns), _ns(end_ns))
 
     users = con.sql(
-        f"SELECT time_ns, value FROM k6_samples WHERE metric = '{VUS}' "
+        f"SELECT time_ns, value FROM k6_timed WHERE metric = '{VUS}' "
         "ORDER BY time_ns, row"
     ).fetchnumpy()
     if len(users["time_ns"]):
@@ -1443,11 +1452,12 @@ def _fast_meta(con: duckdb.DuckDBPyConnection, result: Ingested) -> None:
     for group, check, passes, fails in con.execute(
         f"""SELECT coalesce("group", ''), coalesce("check", ''),
                   count(*) FILTER (WHERE value <> 0), count(*) FILTER (WHERE value = 0)
-           FROM k6_samples WHERE metric = '{CHECKS}' GROUP BY ALL"""
+           FROM k6_timed WHERE metric = '{CHECKS}' GROUP BY ALL"""
     ).fetchall():
         collector.checks[(group, check)] = [passes, fails]
     result.meta["request_rows"] = requests
     result.meta["requests_source"] = "k6_rows"
+    result.meta["requests_select"] = _REQUESTS_SELECT
     collector.finish(result)
 
 

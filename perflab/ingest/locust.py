@@ -48,7 +48,6 @@ import json
 import logging
 import math
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,8 +57,7 @@ import numpy as np
 import pandas as pd
 
 from perflab.errors import DataWarning, InputError, PrecisionWarning
-from perflab.ingest.base import Ingested, RequestSink, detect_encoding, open_binary
-from perflab.ingest.base import read_text as _read_text
+from perflab.ingest.base import Ingested, RequestSink, read_text
 from perflab.store import OVERALL, PERCENTILES, endpoint_label, percentile_column
 
 log = logging.getLogger(__name__)
@@ -244,7 +242,9 @@ def read(
     sink
         Receives nothing: Locust exports hold no per-request samples.
     encoding
-        Text encoding; detected per file when None (see :func:`read_text`).
+        Text encoding; detected per file when None (see
+        :func:`perflab.ingest.base.detect_encoding`, which also recognises the GBK
+        files Locust writes on a Chinese-locale Windows).
     fmt
         ``"locust-csv"`` or ``"locust-json"``.
 
@@ -269,51 +269,6 @@ def read(
     if fmt != "locust-csv":
         raise InputError(f"The Locust reader reads {FORMATS}, not {fmt!r}.")
     return _read_csv_set(list(files), encoding)
-
-
-def read_text(path: Path, encoding: str | None = None) -> tuple[str, str]:
-    """Read a Locust export's text with the given or detected encoding.
-
-    Detection is :func:`perflab.ingest.base.detect_encoding`, with one correction.
-    Locust writes its CSV files in the code page of the machine it runs on, and on a
-    Chinese-locale Windows that is GBK. A few Chinese names are too little text for
-    the detector, which then guesses a Western single-byte code page, or Big5 (the
-    two share their byte ranges). When the bytes are valid GB18030 (a superset of
-    GBK) and every non-ASCII character they decode to is a CJK one, GB18030 is used
-    unless the detector found a Japanese or Korean encoding. Give ``encoding`` (the
-    ``--encoding`` option) for Big5 files.
-    """
-    if encoding is None:
-        encoding = _prefer_gbk(path, detect_encoding(path))
-    return _read_text(path, encoding)
-
-
-def _prefer_gbk(path: Path, detected: str) -> str:
-    name = codecs.lookup(detected).name
-    if name.startswith(("utf", "gb18030")):
-        return detected
-    if name.startswith(("shift", "euc", "cp932", "cp949", "iso2022", "johab")):
-        return detected
-    with open_binary(path) as handle:
-        sample = handle.read(1 << 20)
-    # Not final: a character cut by the end of the sample is not an error.
-    decoder = codecs.getincrementaldecoder("gb18030")()
-    try:
-        text = decoder.decode(sample, final=False)
-    except UnicodeDecodeError:
-        return detected
-    wide = [c for c in text if ord(c) > 127]
-    if wide and all(_is_cjk(c) for c in wide):
-        log.info("%s: reading as gb18030 rather than %s", path, detected)
-        return "gb18030"
-    return detected
-
-
-def _is_cjk(char: str) -> bool:
-    name = unicodedata.name(char, "")
-    return name.startswith(
-        ("CJK ", "FULLWIDTH ", "IDEOGRAPHIC ", "HIRAGANA ", "KATAKANA ")
-    )
 
 
 @dataclass
