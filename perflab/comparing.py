@@ -75,7 +75,9 @@ endpoint verdict
     which assumes independent requests and is the valid one when there are too few
     requests for ``s``. The p-values are adjusted over every endpoint and
     ``Overall`` with Holm's method, so that the chance of calling any endpoint of an
-    A/A pair changed is at most ``1 - confidence``. A significant endpoint is
+    A/A pair changed is at most ``1 - confidence`` (the same Holm family holds
+    the throughput and error-rate tests; see *metric status*). A significant
+    endpoint is
     *slower* (or *faster*) when its p50 or p95 is itself significantly worse (or
     better) by at least the practical ``threshold`` (5 % by default; see *metric
     status*), so that a slower endpoint always has a regression to show; otherwise
@@ -101,10 +103,12 @@ error-rate test
     no lower than 1 (Rao and Scott's adjustment for clustered binary data); the
     adjusted counts are rounded for Fisher's test.
 metric status
-    Every metric's p-value is adjusted with Holm's method over all the metrics of the
-    comparison. A metric is a *regression* (see :func:`regressions`) when it is
-    significantly worse (higher latency or error rate, lower throughput) by at least
-    the threshold.
+    Throughput and error-rate p-values are adjusted in the endpoints' Holm family
+    above. An endpoint's percentiles are a second tier behind its distribution
+    test: Holm-adjusted over its three percentiles, and never more significant than
+    the endpoint itself (see :func:`adjusted_p_values`). A metric is a
+    *regression* (see :func:`regressions`) when it is significantly worse (higher
+    latency or error rate, lower throughput) by at least the threshold.
 
 Limitations
 -----------
@@ -430,17 +434,18 @@ def compare(
             )
         )
 
-    # Holm over the metrics, then over the endpoints' distribution tests
+    # the endpoints' distribution tests gate their percentiles (module docstring)
     changes = pd.DataFrame(rows)
-    changes["p_adjusted"] = holm(changes["p_value"].to_numpy(dtype=float))
+    endpoints = pd.DataFrame(verdict_rows)
+    changes["p_adjusted"], endpoints["p_adjusted"] = adjusted_p_values(
+        changes, endpoints
+    )
     alpha = 1.0 - confidence
     changes["significant"] = changes["p_adjusted"] < alpha
     changes["status"] = [
         _status(row, threshold) for row in changes.itertuples(index=False)
     ]
     changes = changes[_CHANGE_COLUMNS]
-    endpoints = pd.DataFrame(verdict_rows)
-    endpoints["p_adjusted"] = holm(endpoints["p_value"].to_numpy(dtype=float))
     endpoints = _verdicts(endpoints, changes, alpha, threshold)
 
     warnings += _bootstrap_warnings((base, candidate), windows, plans)
@@ -485,6 +490,55 @@ def holm(p_values: np.ndarray) -> np.ndarray:
     scaled = (m - np.arange(m)) * p[order]
     adjusted[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
     return adjusted
+
+
+def adjusted_p_values(
+    changes: pd.DataFrame, endpoints: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """Holm-adjusted p-values of a comparison's metrics and endpoints, in two tiers.
+
+    The first tier is one Holm family: every endpoint's distribution test (and
+    Overall's) together with every throughput and error-rate test. The second tier
+    is each endpoint's percentiles (``p50``, ``p95``, ``p99``), Holm-adjusted among
+    themselves, and tested only behind their endpoint: a percentile's adjusted
+    p-value is the larger of its own and its endpoint's. So an A/A pair has a
+    significant change anywhere at most at the family-wise level (every latency
+    claim needs its endpoint's distribution to differ), while an endpoint that did
+    move does not pay for the percentiles of all the others.
+
+    Parameters
+    ----------
+    changes
+        Rows with ``endpoint``, ``metric`` and ``p_value``.
+    endpoints
+        Rows with ``endpoint`` and ``p_value`` (the distribution tests).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        The adjusted p-values of ``changes`` and of ``endpoints``, in their row
+        order; NaN where the p-value is NaN.
+    """
+    latency = changes["metric"].isin(list(LATENCY_METRICS)).to_numpy()
+    first = np.concatenate(
+        [
+            endpoints["p_value"].to_numpy(dtype=float),
+            changes.loc[~latency, "p_value"].to_numpy(dtype=float),
+        ]
+    )
+    first = holm(first)
+    endpoint_adjusted = first[: len(endpoints)]
+    change_adjusted = np.full(len(changes), np.nan)
+    change_adjusted[~latency] = first[len(endpoints) :]
+
+    gate = dict(zip(endpoints["endpoint"], endpoint_adjusted, strict=True))
+    label = changes["endpoint"].to_numpy()
+    p_value = changes["p_value"].to_numpy(dtype=float)
+    for endpoint in np.unique(label[latency]):
+        rows = np.flatnonzero(latency & (label == endpoint))
+        within = holm(p_value[rows])
+        change_adjusted[rows] = np.maximum(within, gate.get(endpoint, np.nan))
+    return change_adjusted, endpoint_adjusted
 
 
 # ---------------------------------------------------------------------------
@@ -1168,7 +1222,8 @@ def _method_notes(
         "Endpoint verdicts: the superiority (the chance that a candidate latency "
         "exceeds a base latency) tested against 0.5 with that standard error, the "
         "p-value being the larger of that test's and the two-sided Mann-Whitney U "
-        "test's; p-values Holm-adjusted over all endpoints and Overall, "
+        "test's; p-values Holm-adjusted over all endpoints and Overall together "
+        "with the throughput and error-rate tests, "
         f"significance level {1 - confidence:.2g}; a significant endpoint is faster "
         "or slower only when its p50 or p95 is itself a significant change of at "
         f"least {threshold:.0%} that way.",
@@ -1177,7 +1232,9 @@ def _method_notes(
         "the two counts, divided by their dispersion across blocks when above "
         "Poisson's; error rate: Fisher's exact test with Newcombe's interval, each "
         "run's counts divided by its design effect across blocks when above 1. "
-        "Metric p-values are Holm-adjusted over every metric of the comparison.",
+        "An endpoint's percentile p-values are Holm-adjusted over its three "
+        "percentiles and are never below its endpoint's adjusted p-value, so a "
+        "percentile is significant only where its endpoint's distribution is.",
         "Not captured: dependence longer than a block, and whatever differs between "
         "the conditions of the two runs rather than within them (another load on "
         "the machine during one run, a cold cache); runs made at different times "
