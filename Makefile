@@ -25,11 +25,11 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: install
-	$(BIN)/ruff check perflab tests benchmarks
-	$(BIN)/ruff format --check perflab tests benchmarks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 format: install
-	$(BIN)/ruff format perflab tests benchmarks
+	$(BIN)/ruff format .
 
 # Starts PostgreSQL and Redis on 127.0.0.1 (needs root); prints the variables to eval.
 services:
