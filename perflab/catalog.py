@@ -38,6 +38,7 @@ CATALOG_COLUMNS = [
     "error_rate",
     "status",
     "samples",
+    "check",
 ]
 
 #: Headline numbers plotted by :func:`plot_trend`, with their axis labels.
@@ -93,6 +94,7 @@ def _catalog_row(run: Run) -> dict:
         "error_rate": math.nan,
         "status": meta.get("status"),
         "samples": run.has("requests"),
+        "check": (meta.get("check") or {}).get("verdict"),
     }
     if run.has("endpoints"):
         endpoints = run.table("endpoints")

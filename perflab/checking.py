@@ -60,12 +60,14 @@ import numpy as np
 import pandas as pd
 
 from perflab import statistics
-from perflab.store import OVERALL, Run
+from perflab.store import OVERALL, Run, open_run
 from perflab.targets import LATENCY_KEYS, Target, Targets, load_targets
 from perflab.windows import Window, run_window, window_requests
 
 PASS, FAIL, NOT_EVALUABLE = "pass", "fail", "not evaluable"
 VERDICTS = (PASS, FAIL, NOT_EVALUABLE)
+#: The verdict of a whole check none of whose targets could be evaluated.
+INCONCLUSIVE = "inconclusive"
 
 COLUMNS = [
     "target",
@@ -160,6 +162,31 @@ class CheckResult:
         """How many targets passed, failed and were not evaluable."""
         counts = self.rows["verdict"].value_counts()
         return {verdict: int(counts.get(verdict, 0)) for verdict in VERDICTS}
+
+    def verdict(self) -> str:
+        """The check as one word: ``fail`` when a target failed, ``inconclusive``
+        when none could be evaluated, else ``pass``."""
+        counts = self.counts()
+        if counts[FAIL]:
+            return FAIL
+        return PASS if counts[PASS] else INCONCLUSIVE
+
+    def record(self, run: Run) -> None:
+        """Keep this check in the run's ``run.json`` under ``check`` (its verdict,
+        counts, targets and window), where the run catalog reads it.
+
+        ``run.json`` is read again first, so what another process wrote to it since
+        ``run`` was opened (a notebook's warnings) is kept.
+        """
+        fresh = open_run(run.path)
+        fresh.meta["check"] = {
+            "verdict": self.verdict(),
+            **self.counts(),
+            "targets": list(self.sources),
+            "window": self.window_how,
+        }
+        fresh.save()
+        run.meta = fresh.meta
 
     def summary(self) -> str:
         """One sentence: the counts of each verdict and the window."""
@@ -428,9 +455,15 @@ def _from_aggregate(target: Target, rows: pd.DataFrame) -> _Measure:
             return measure
         measure.value = float(value)
         measure.note = "The tool's own percentile over the whole run."
+    elif pd.isna(row["failures"]) or not row["requests"]:
+        # both rate metrics need the failures among a known number of requests
+        measure.reason = (
+            "the tool's aggregate table has no failure count"
+            if pd.isna(row["failures"])
+            else "the tool's aggregate table counts no requests"
+        )
     elif metric == "throughput_rps":
-        failures = row["failures"] if not pd.isna(row["failures"]) else 0
-        share = 1 - failures / row["requests"] if row["requests"] else math.nan
+        share = 1 - row["failures"] / row["requests"]
         measure.value = float(row["throughput"]) * share
         measure.note = "The tool's throughput times its success share."
     elif metric == "error_rate_percent":

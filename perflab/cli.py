@@ -6,9 +6,10 @@ report, ``check`` a run against its targets (the CI gate), ``compare`` two runs,
 ``runs`` to list the store, and ``demo`` to do all of it on this machine.
 
 Exit status: 0 when the command did its job (and, for ``check``, every target that
-could be evaluated passed and nothing regressed); 1 when a ``check`` failed or a
-``run`` did not complete; 2 for a usage or input error: errors perflab raises on
-purpose and malformed options are printed as one message, without a traceback.
+could be evaluated passed, at least one could, and nothing regressed); 1 when a
+``check`` failed or judged nothing, or a ``run`` did not complete; 2 for a usage or
+input error: errors perflab raises on purpose and malformed options are printed as
+one message, without a traceback.
 perflab's warnings (caveats about the numbers) are printed as ``warning:`` lines.
 """
 
@@ -224,9 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
         "check",
         help="check a run against its targets (exit 1 when one fails)",
         description="Check a run against the targets (the plan's, or a file's) and, "
-        "with --baseline, against an earlier run. Exits 1 when a target fails or "
-        "a metric regressed, 0 otherwise; a target the run cannot judge is shown as "
-        "not evaluable, with the reason.",
+        "with --baseline, against an earlier run. Exits 1 when a target fails, "
+        "a metric regressed, or no target could be evaluated, 0 otherwise; a "
+        "target the run cannot judge is shown as not evaluable, with the reason.",
     )
     check.add_argument("run", help="run id or run folder")
     check.add_argument(
@@ -379,7 +380,7 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from perflab.checking import FAIL, PASS, check_run
+    from perflab.checking import FAIL, INCONCLUSIVE, check_run
     from perflab.comparing import compare, junit_xml, regressions, render_comparison
     from perflab.store import open_run
     from perflab.targets import load_targets
@@ -401,13 +402,15 @@ def cmd_check(args) -> int:
     base = open_run(args.baseline, store=args.store) if args.baseline else None
 
     result = check_run(run, targets, whole=args.whole)
+    result.record(run)
     comparison = None
     if base is not None:  # before printing: a baseline it cannot use is an error
         comparison = compare(base, run, threshold=args.threshold, whole=args.whole)
     print(result.to_text(), end="")
     print(f"Targets: {', '.join(result.sources)}")
     counts = result.counts()
-    if counts[PASS] + counts[FAIL] == 0:
+    judged = result.verdict() != INCONCLUSIVE
+    if not judged:
         print(
             f"warning: none of the {len(result.rows)} targets could be evaluated on "
             f"run {run.id}, so this check says nothing about it.",
@@ -437,9 +440,16 @@ def cmd_check(args) -> int:
         outcome.append(
             f"{len(found)} regression{'s' * (len(found) != 1)} against {base.id}"
         )
-    verdict = "fail" if failed or found else "pass"
+    if failed or found:
+        verdict = "fail"
+    elif not judged and base is None:
+        # a gate that judged nothing must not pass in CI
+        verdict = INCONCLUSIVE
+        outcome = ["no target could be evaluated"]
+    else:
+        verdict = "pass"
     print(f"Check {verdict}: {', '.join(outcome)}.")
-    return 1 if verdict == "fail" else 0
+    return 0 if verdict == "pass" else 1
 
 
 def _write(path: Path, text: str) -> Path:
@@ -578,14 +588,12 @@ def cmd_runs(args) -> int:
         from perflab.catalog import trend
 
         trends = trend(args.store).set_index("id")
-        runs["verdict"] = [
-            _trend_cell(trends, run_id) for run_id in runs["id"].tolist()
-        ]
+        runs["trend"] = [_trend_cell(trends, run_id) for run_id in runs["id"].tolist()]
 
     header = ["RUN ID", "DATE (UTC)", "TOOL", "SCENARIO", "ENVIRONMENT"]
-    header += ["REQUESTS", "P95 MS", "STATUS"]
-    if "verdict" in runs.columns:
-        header.append("VERDICT")
+    header += ["REQUESTS", "P95 MS", "STATUS", "VERDICT"]
+    if args.trend:
+        header.append("TREND")
     rows = []
     for run in runs.to_dict("records"):
         cells = [
@@ -597,20 +605,20 @@ def cmd_runs(args) -> int:
             "-" if _missing(run["requests"]) else f"{int(run['requests']):,}",
             "-" if _missing(run["p95"]) else f"{run['p95']:,.1f}",
             _cell(run["status"]),
+            _cell(run["check"]),
         ]
-        if "verdict" in runs.columns:
-            cells.append(_cell(run["verdict"], 40))
+        if args.trend:
+            cells.append(_cell(run["trend"], 40))
         rows.append(cells)
     print(_table(header, rows, right={5, 6}), end="")
 
     print(f"{len(runs)} run{'s' * (len(runs) != 1)} in {args.store}", end="")
+    print("; verdict: the latest check against the targets (perflab check or analyze)")
     if args.trend:
         print(
-            "; verdict: against the previous completed run with the same scenario, "
-            "environment and users",
-            end="",
+            "trend: against the previous completed run with the same scenario, "
+            "environment and users"
         )
-    print()
     return 0
 
 

@@ -165,12 +165,13 @@ METRICS = {
     "error_rate": "fraction",
 }
 
-#: Verdicts of an endpoint.
-FASTER, SLOWER, UNCHANGED, SMALL = (
+#: Verdicts of an endpoint (and the status of a metric that could not be tested).
+FASTER, SLOWER, UNCHANGED, SMALL, NOT_COMPARED = (
     "faster",
     "slower",
     "no significant change",
     "below threshold",
+    "not compared",
 )
 
 DEFAULT_REPORTS = Path("reports")
@@ -218,7 +219,8 @@ class Comparison:
         no shift), ``p_value`` and ``p_adjusted`` (the block-bootstrap test of the
         superiority, see the module docstring; Holm-adjusted),
         ``p50_relative``, ``p95_relative`` (relative changes), ``verdict``
-        (:data:`FASTER`, :data:`SLOWER`, :data:`UNCHANGED` or :data:`SMALL`) and
+        (:data:`FASTER`, :data:`SLOWER`, :data:`UNCHANGED`, :data:`SMALL`, or
+        :data:`NOT_COMPARED` when one run has no latency for the endpoint) and
         ``summary`` (one sentence).
     changes
         One row per endpoint and metric: ``endpoint``, ``metric``, ``unit``, ``base``,
@@ -986,7 +988,7 @@ def _row(label: str, metric: str, base: float, candidate: float) -> dict:
 
 def _status(row, threshold: float) -> str:
     if math.isnan(row.p_value):
-        return "not compared"
+        return NOT_COMPARED
     if not row.significant:
         return UNCHANGED
     worse = row.change < 0 if row.metric == "throughput" else row.change > 0
@@ -1035,7 +1037,14 @@ def _verdicts(
     verdicts, summaries = [], []
     for row in endpoints.itertuples(index=False):
         moves = f"p50 {_pct(row.p50_relative)}, p95 {_pct(row.p95_relative)}"
-        if math.isnan(row.p_adjusted) or row.p_adjusted >= alpha:
+        if math.isnan(row.p_adjusted):
+            verdict = NOT_COMPARED
+            summary = (
+                "Not compared: one of the runs has no latency for it "
+                f"({row.base_requests:,} / {row.candidate_requests:,} requests with "
+                "one)."
+            )
+        elif row.p_adjusted >= alpha:
             verdict = UNCHANGED
             summary = (
                 f"No significant change ({moves}; adjusted p = {_p(row.p_adjusted)})."
@@ -1398,7 +1407,7 @@ def junit_xml(comparison: Comparison) -> str:
         tests=str(len(c.changes)),
         failures=str(int((c.changes["status"] == "worse").sum())),
         errors="0",
-        skipped=str(int((c.changes["status"] == "not compared").sum())),
+        skipped=str(int((c.changes["status"] == NOT_COMPARED).sum())),
     )
     for row in c.changes.itertuples(index=False):
         case = ET.SubElement(
@@ -1422,7 +1431,7 @@ def junit_xml(comparison: Comparison) -> str:
                 type="regression",
             )
             failure.text = detail
-        elif row.status == "not compared":
+        elif row.status == NOT_COMPARED:
             ET.SubElement(case, "skipped", message=detail)
         else:
             ET.SubElement(case, "system-out").text = detail

@@ -32,7 +32,8 @@ from html import escape as html_escape
 from pathlib import Path
 
 import perflab
-from perflab.errors import AnalysisError
+from perflab.checking import check_run
+from perflab.errors import AnalysisError, PerflabError
 from perflab.store import Run, open_run
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,12 @@ def analyze(
         title=f"Load test report: {run.id}",
     )
     figures = sorted((out_dir / "figures").glob("*.png"))
+
+    # the run catalog shows each analysed run's verdict against the plan's targets
+    try:
+        check_run(run, whole=whole).record(run)
+    except PerflabError as exc:
+        log.warning("run %s: its targets verdict was not recorded: %s", run.id, exc)
 
     seconds = time.perf_counter() - started
     log.info("analysed run %s in %.1f s; reports in %s", run.id, seconds, out_dir)

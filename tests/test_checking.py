@@ -210,6 +210,19 @@ def test_aggregate_runs_use_the_tools_numbers_without_interval(store):
     assert row["verdict"] == "pass"
 
 
+def test_aggregate_runs_without_failure_counts_leave_rates_not_evaluable(store):
+    run = make_aggregate_run(store)
+    endpoints = run.table("endpoints")
+    endpoints["failures"] = pd.array([pd.NA] * len(endpoints), dtype="Int64")
+    run.write_table("endpoints", endpoints, "aggregate", "no failure counts")
+    rows = check_run(run, targets()).to_frame().set_index("target")
+    rates = rows[rows.index.str.contains("throughput|error_rate")]
+    assert not rates.empty
+    assert (rates["verdict"] == "not evaluable").all()
+    assert rates["reason"].str.contains("no failure count").all()
+    assert rows.loc["GET /analytics/engagement p95", "verdict"] == "pass"
+
+
 def test_resource_targets_use_the_peak_inside_the_window(store):
     run = add_resources(
         make_healthy_run(store),

@@ -239,7 +239,9 @@ def test_targets_the_run_cannot_judge_are_shown_never_passed(runs, tmp_path, cap
     code = _main(runs, "check", "healthy", "--targets", absent, "--junit", str(junit))
     captured = capsys.readouterr()
 
-    assert code == 0  # nothing failed, and the output says nothing was judged
+    # nothing failed, but a gate that judged nothing does not pass
+    assert code == 1
+    assert "Check inconclusive: no target could be evaluated." in captured.out
     assert len(_lines_starting(captured.out, "NOT EVALUABLE")) == 2
     assert not _lines_starting(captured.out, "PASS")
     assert "none of the 2 targets could be evaluated on run healthy" in captured.err
@@ -393,6 +395,7 @@ def test_runs_lists_every_run(runs, capsys):
         "P95",
         "MS",
         "STATUS",
+        "VERDICT",
     ]
     for row in catalog(runs).itertuples(index=False):
         (line,) = [x for x in lines if x.startswith(row.id + " ")]
@@ -406,8 +409,28 @@ def test_runs_lists_every_run(runs, capsys):
             f"{int(row.requests):,}",
             f"{row.p95:,.1f}",
             "completed",
+            row.check or "-",
         ]
-    assert lines[-1] == f"3 runs in {runs}"
+    assert lines[-1].startswith(f"3 runs in {runs}; verdict: the latest check")
+
+
+def test_runs_shows_the_verdict_a_check_recorded(tmp_path, capsys):
+    store = tmp_path / "runs"
+    make_run(store, "checked")
+    make_run(store, "unchecked", seed=2)
+    assert _main(store, "check", "checked") == 1  # POST /publications fails
+    capsys.readouterr()
+
+    assert _main(store, "runs") == 0
+    lines = capsys.readouterr().out.splitlines()
+    (checked,) = [x for x in lines if x.startswith("checked ")]
+    (unchecked,) = [x for x in lines if x.startswith("unchecked ")]
+    assert checked.split()[-1] == "fail"
+    assert unchecked.split()[-1] == "-"
+    recorded = open_run(store / "checked").meta["check"]
+    assert recorded["verdict"] == "fail" and recorded["fail"] >= 1
+    assert recorded["targets"] == [str(default_targets().sources[0])]
+    assert recorded["window"].startswith("steady state")
 
 
 def test_runs_trend_shows_each_verdict(runs, capsys):

@@ -318,6 +318,27 @@ def test_runs_without_samples_cannot_be_compared(store):
         compare(base, imported)
 
 
+def test_an_endpoint_without_latencies_is_not_compared(store):
+    # every POST of the candidate failed before a response: no latency to compare
+    base = make_run(store, "base", seed=10, **SIZE)
+    candidate = make_run(store, "broken", seed=11, **SIZE)
+    requests = candidate.table("requests")
+    post = requests["endpoint"] == "POST /publications"
+    requests.loc[post, "latency_ms"] = np.nan
+    requests.loc[post, "ok"] = False
+    candidate.write_table("requests", requests, "exact")
+
+    comparison = compare(base, candidate)
+    row = comparison.endpoints.set_index("endpoint").loc["POST /publications"]
+    assert row["verdict"] == comparing.NOT_COMPARED
+    assert row["candidate_requests"] == 0
+    assert "Not compared" in row["summary"]
+    changes = comparison.changes.set_index(["endpoint", "metric"])
+    assert changes.loc[("POST /publications", "p50"), "status"] == "not compared"
+    # its failures still count: the error rate is compared, and it is worse
+    assert changes.loc[("POST /publications", "error_rate"), "status"] == "worse"
+
+
 def test_markdown_report_is_written(a_b, tmp_path):
     _, _, comparison = a_b
     text = render_comparison(comparison)
