@@ -37,6 +37,7 @@ from scipy import optimize, stats
 from perflab.errors import AnalysisError
 from perflab.statistics import percentiles
 from perflab.store import OVERALL, Run
+from perflab.targets import Targets
 
 log = logging.getLogger(__name__)
 
@@ -359,14 +360,44 @@ def _held_levels(overall: pd.DataFrame):
     return levels
 
 
+def p95_targets(targets: Targets, endpoints) -> dict[str, tuple[float, str]]:
+    """The p95 target of each endpoint label, from a targets file.
+
+    An endpoint takes the tightest ``p95_ms`` maximum among the endpoint targets that
+    concern it (see :meth:`perflab.targets.Target.endpoints_in`); ``Overall`` takes
+    the tightest system-wide ``p95_ms``. Endpoints no target concerns are left out.
+
+    Returns
+    -------
+    dict
+        endpoint label -> (target in ms, the target's name and ``file:line``).
+    """
+    found: dict[str, tuple[float, str]] = {}
+    labels = [label for label in endpoints if label != OVERALL]
+    for target in targets:
+        if target.metric != "p95_ms" or target.direction != "max":
+            continue
+        concerned = (
+            [OVERALL] if target.scope == "system" else target.endpoints_in(labels)
+        )
+        for label in concerned:
+            if label not in found or target.limit < found[label][0]:
+                found[label] = (target.limit, f"{target.name} ({target.source})")
+    return found
+
+
 def users_at_target(
     steps: pd.DataFrame,
-    p95_target_ms: float,
+    p95_target_ms: float | None = None,
     fit: USLFit | None = None,
     think_time_s: float = 0.0,
+    targets: Targets | None = None,
 ) -> pd.DataFrame:
     """The users at which each endpoint's p95 latency target would break.
 
+    Each endpoint is held to its own p95 target from ``targets`` (see
+    :func:`p95_targets`); ``p95_target_ms``, when given, is the target of the
+    endpoints that file sets none for (and of all of them when ``targets`` is None).
     Two methods, both reported:
 
     ``measured``
@@ -385,63 +416,97 @@ def users_at_target(
     steps
         What :func:`step_throughput` returned.
     p95_target_ms
-        The p95 target, in ms.
+        The p95 target, in ms, of endpoints without one in ``targets``.
     fit
         A USL fit of the ``Overall`` throughput, for the ``usl`` method.
     think_time_s
         Think time ``Z`` between a user's requests, in seconds, for Little's law.
+    targets
+        A targets file's thresholds (:func:`perflab.targets.load_targets`).
 
     Returns
     -------
     DataFrame
-        ``endpoint``, ``method``, ``users`` (float; NaN when not found), ``note``.
+        ``endpoint``, ``method``, ``target_ms`` (the p95 target used), ``target``
+        (where it was set), ``users`` (float; NaN when not found), ``note``. An
+        endpoint with no target at all has one ``measured`` row saying so.
     """
+    labels = sorted(set(steps["endpoint"]))
+    per_endpoint = p95_targets(targets, labels) if targets is not None else {}
+    if p95_target_ms is not None:
+        for label in labels:
+            per_endpoint.setdefault(label, (float(p95_target_ms), "p95_target_ms"))
+
     rows = []
     for label, group in steps.groupby("endpoint", sort=True):
+        if label not in per_endpoint:
+            rows.append(
+                {
+                    "endpoint": label,
+                    "method": "measured",
+                    "target_ms": math.nan,
+                    "target": None,
+                    "users": math.nan,
+                    "note": "No p95 target is set for this endpoint.",
+                }
+            )
+            continue
+        target_ms, where = per_endpoint[label]
         group = group.sort_values("users")
         users = group["users"].to_numpy(dtype=float)
         p95 = group["p95"].to_numpy(dtype=float)
-        over = np.flatnonzero(p95 > p95_target_ms)
+        over = np.flatnonzero(p95 > target_ms)
         if over.size == 0:
             found = math.nan
             note = (
-                f"p95 stays under {p95_target_ms:g} ms up to the {users.max():g} "
+                f"p95 stays under {target_ms:g} ms up to the {users.max():g} "
                 "users measured."
             )
         elif over[0] == 0:
             found = math.nan
             note = (
-                f"p95 is already {p95[0]:.1f} ms, over {p95_target_ms:g} ms, at the "
+                f"p95 is already {p95[0]:.1f} ms, over {target_ms:g} ms, at the "
                 f"fewest users measured ({users[0]:g})."
             )
         else:
             i = over[0]
             found = float(
-                np.interp(p95_target_ms, [p95[i - 1], p95[i]], [users[i - 1], users[i]])
+                np.interp(target_ms, [p95[i - 1], p95[i]], [users[i - 1], users[i]])
             )
             note = (
                 f"Interpolated between {users[i - 1]:g} users (p95 {p95[i - 1]:.1f} "
                 f"ms) and {users[i]:g} users (p95 {p95[i]:.1f} ms)."
             )
         rows.append(
-            {"endpoint": label, "method": "measured", "users": found, "note": note}
+            {
+                "endpoint": label,
+                "method": "measured",
+                "target_ms": target_ms,
+                "target": where,
+                "users": found,
+                "note": note,
+            }
         )
-    if fit is not None:
-        found = fit.users_at_response_time(p95_target_ms / 1000.0, think_time_s)
+    if fit is not None and OVERALL in per_endpoint:
+        target_ms, where = per_endpoint[OVERALL]
+        found = fit.users_at_response_time(target_ms / 1000.0, think_time_s)
         rows.append(
             {
                 "endpoint": OVERALL,
                 "method": "usl",
+                "target_ms": target_ms,
+                "target": where,
                 "users": found,
                 "note": (
-                    f"USL mean response time N / X(N) - Z reaches {p95_target_ms:g} ms "
+                    f"USL mean response time N / X(N) - Z reaches {target_ms:g} ms "
                     f"(Z = {think_time_s:g} s); an upper bound for the p95 target."
                 ),
             }
         )
-    order = {label: i for i, label in enumerate(sorted(set(steps["endpoint"])))}
+    order = {label: i for i, label in enumerate(labels)}
     order[OVERALL] = len(order) + 1
-    frame = pd.DataFrame(rows, columns=["endpoint", "method", "users", "note"])
+    columns = ["endpoint", "method", "target_ms", "target", "users", "note"]
+    frame = pd.DataFrame(rows, columns=columns)
     return frame.sort_values(
         ["endpoint", "method"],
         key=lambda c: c.map(order) if c.name == "endpoint" else c,

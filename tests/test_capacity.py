@@ -33,6 +33,7 @@ from perflab.shapes import (
     users_at,
 )
 from perflab.store import OVERALL, create_run
+from perflab.targets import load_targets
 
 START = pd.Timestamp("2026-12-03T20:00:00Z")
 
@@ -221,6 +222,43 @@ def test_users_at_target_interpolates_measured_p95(store):
     # the mean reaches the target later than the p95 of the slowest endpoint
     assert usl_users > rows.loc[("GET /slow", "measured"), "users"]
     assert fit.response_time_s(usl_users) == pytest.approx(target / 1000, rel=1e-6)
+
+
+def test_each_endpoint_is_held_to_its_own_target(store, tmp_path):
+    steps = step_throughput(make_step_run(store))
+    p95 = steps.pivot(index="users", columns="endpoint", values="p95")
+    slow_target = float((p95.loc[6, "GET /slow"] + p95.loc[8, "GET /slow"]) / 2)
+    fast_target = float((p95.loc[2, "GET /fast"] + p95.loc[4, "GET /fast"]) / 2)
+    assert fast_target < slow_target  # the loose target would hold for GET /fast
+    path = tmp_path / "targets.yaml"
+    path.write_text(
+        "extends: none\n"
+        "endpoints:\n"
+        "  - endpoint: /slow\n"
+        f"    p95_ms: {slow_target}\n"
+        "  - endpoint: GET /fast\n"
+        f"    p95_ms: {slow_target}\n"
+        "  - endpoint: /fast\n"  # two targets concern GET /fast: the tighter holds
+        f"    p95_ms: {fast_target}\n"
+    )
+    overall = steps[steps["endpoint"] == OVERALL]
+    fit = fit_usl(overall["users"], overall["throughput"])
+
+    table = users_at_target(steps, fit=fit, targets=load_targets(path))
+
+    rows = table.set_index(["endpoint", "method"])
+    assert rows.loc[("GET /slow", "measured"), "target_ms"] == slow_target
+    assert 6 < rows.loc[("GET /slow", "measured"), "users"] < 8
+    fast = rows.loc[("GET /fast", "measured")]
+    assert fast["target_ms"] == fast_target
+    assert fast["target"].endswith(f"({path}:8)")
+    assert 2 < fast["users"] < 4
+    # no system p95 in the file: Overall has no target, and no USL row
+    assert math.isnan(rows.loc[(OVERALL, "measured"), "users"])
+    assert rows.loc[(OVERALL, "measured"), "note"] == (
+        "No p95 target is set for this endpoint."
+    )
+    assert (OVERALL, "usl") not in rows.index
 
 
 def test_capacity_notebook_runs_under_papermill(store, tmp_path):
