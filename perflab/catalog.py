@@ -71,7 +71,8 @@ def catalog(store: Path | str = DEFAULT_STORE) -> pd.DataFrame:
     """
     rows = [_catalog_row(run) for run in list_runs(store)]
     frame = pd.DataFrame(rows, columns=CATALOG_COLUMNS)
-    frame["date"] = pd.to_datetime(frame["date"], utc=True)
+    # start times are ISO 8601 with or without fractional seconds
+    frame["date"] = pd.to_datetime(frame["date"], utc=True, format="ISO8601")
     return frame.sort_values("date", kind="stable", na_position="first").reset_index(
         drop=True
     )

@@ -45,6 +45,7 @@ class InputError(PerflabError):
     """
 
     def __init__(self, message: str, path: str | Path | None = None, line=None):
+        self.message = message
         self.path = Path(path) if path is not None else None
         self.line = line
         where = ""

@@ -85,6 +85,26 @@ MIN_TAIL_SAMPLES = 10
 #: Confidence level of the percentile intervals, unless asked otherwise.
 DEFAULT_CONFIDENCE = 0.95
 
+#: Most intervals a run's series is cut into; a longer run gets longer intervals.
+MAX_INTERVALS = 20_000
+
+#: The interval lengths :func:`interval_length` chooses from, in seconds.
+INTERVAL_LENGTHS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
+
+
+def interval_length(span_s: float) -> float:
+    """The interval length, in seconds, of the series of a run spanning ``span_s``.
+
+    One second, unless that would cut the run into more than :data:`MAX_INTERVALS`
+    intervals (a run of over 5.5 hours, or files from runs days apart): then the
+    shortest of :data:`INTERVAL_LENGTHS_S` that keeps within it, and beyond two
+    hours a whole number of hours.
+    """
+    for length in INTERVAL_LENGTHS_S:
+        if span_s <= length * MAX_INTERVALS:
+            return float(length)
+    return 3600.0 * math.ceil(span_s / 3600 / MAX_INTERVALS)
+
 
 def percentiles(
     latencies_ms: Sequence[float] | np.ndarray | pd.Series,

@@ -67,6 +67,20 @@ def test_catalog_lists_every_run_in_date_order(history):
     assert not imported["samples"] and not math.isnan(imported["p95"])
 
 
+def test_catalog_reads_start_times_with_and_without_fractions(tmp_path):
+    # a run ingested from whole-second history rows, and one with microseconds
+    _dated(make_run(tmp_path, "whole", seed=1), 1)
+    fraction = make_run(tmp_path, "fraction", seed=2)
+    fraction.meta["start"] = "2026-11-02T10:00:00.524000Z"
+    fraction.save()
+    runs = catalog(tmp_path)
+    assert runs["id"].tolist() == ["whole", "fraction"]
+    assert runs["date"].tolist() == [
+        pd.Timestamp("2026-11-01T10:00:00Z"),
+        pd.Timestamp("2026-11-02T10:00:00.524Z"),
+    ]
+
+
 def test_catalog_of_an_empty_or_missing_store(tmp_path):
     assert catalog(tmp_path / "nothing").empty
     assert list(catalog(tmp_path).columns) == CATALOG_COLUMNS

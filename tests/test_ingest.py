@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+import warnings
 
 import pytest
 
-from perflab.errors import DataWarning, InputError
+from perflab.errors import DataWarning, InputError, PerflabWarning
 from perflab.ingest import ingest
 from perflab.ingest.base import detect_encoding
 from perflab.recording import REQUEST_COLUMNS, USERS_COLUMNS
@@ -172,3 +173,55 @@ def test_other_encodings_are_not_taken_for_gbk(tmp_path, text, encoding, detecte
     if detected is not None:
         assert found == detected
     assert path.read_bytes().decode(found) == ("timeStamp,elapsed,label\n" + text)
+
+
+JTL_HEADER = "timeStamp,elapsed,label,responseCode,responseMessage,threadName,success\n"
+
+
+def test_requests_years_apart_get_longer_intervals_and_a_warning(tmp_path, store):
+    # 2020-01-01 and 2024-01-01 00:00:00 UTC: 4 years, or 126,230,400 s, which
+    # in 1 s intervals would be 126 million rows; at most 20,000 intervals need
+    # ceil(126230400 / 3600 / 20000) = 2 hours each.
+    path = tmp_path / "far.jtl"
+    path.write_text(
+        JTL_HEADER
+        + "1577836800000,10,a,200,OK,t 1-1,true\n"
+        + "1704067200000,20,a,200,OK,t 1-1,true\n"
+    )
+    with pytest.warns(PerflabWarning) as caught:
+        run = ingest([path], store=store)
+    messages = [str(w.message) for w in caught]
+
+    intervals = run.table("intervals")
+    assert set(intervals["interval_s"]) == {7200.0}
+    overall = intervals[intervals["endpoint"] == "Overall"]
+    assert len(overall) == 126230400 // 7200 + 1
+    assert overall["requests"].sum() == 2
+    assert any("intervals of 2.0 h instead of 1 s" in m for m in messages)
+    # the pause is measured between intervals: 126,230,400 - 7,200 s = 1460.9 days
+    assert any("No request started for about 1460.9 days" in m for m in messages)
+
+
+def test_a_short_pause_is_no_ingest_warning(tmp_path, store):
+    # 299 s without a request (under GAP_S): a stall for the findings, not two runs
+    path = tmp_path / "pause.jtl"
+    path.write_text(
+        JTL_HEADER
+        + "1577836800000,10,a,200,OK,t 1-1,true\n"
+        + "1577837099000,20,a,200,OK,t 1-1,true\n"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PerflabWarning)
+        run = ingest([path], store=store)
+    assert set(run.table("intervals")["interval_s"]) == {1.0}
+
+
+def test_an_error_names_the_file_given_not_its_copy(tmp_path, store):
+    path = tmp_path / "summary.json"
+    path.write_text('{"metrics": {"http_req')
+    with pytest.raises(InputError) as raised:
+        ingest([path], store=store, fmt="k6-summary")
+    assert raised.value.path == path
+    assert str(raised.value).startswith(f"{path}:1: ")
+    assert "raw" not in str(raised.value)
+    assert not any(store.iterdir())  # the unfinished run is removed

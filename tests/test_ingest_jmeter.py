@@ -9,7 +9,6 @@ never with perflab's own output. The hand-written fixtures in
 from __future__ import annotations
 
 import csv
-import functools
 import gzip
 import math
 import re
@@ -21,8 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from perflab import statistics
-from perflab.errors import DataWarning, InputError, PerflabWarning
+from perflab.errors import InputError, PerflabWarning
 from perflab.ingest import detect, ingest
 from perflab.ingest import jmeter as jmeter_reader
 from perflab.ingest.base import RequestSink, head_bytes
@@ -41,11 +39,13 @@ COLUMNS_2X = (
 
 
 def _ingest(path: Path, store: Path, **kwargs):
-    """Ingest one file; returns (run, DataWarning messages)."""
+    """Ingest one file; returns (run, perflab warning messages)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run = ingest([path], store=store, **kwargs)
-    messages = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    messages = [
+        str(w.message) for w in caught if issubclass(w.category, PerflabWarning)
+    ]
     return run, messages
 
 
@@ -86,22 +86,6 @@ def _raw_identical(run, original: Path) -> None:
 # -- the corpus -----------------------------------------------------------------------
 
 
-@pytest.fixture
-def minute_intervals(monkeypatch):
-    """Minute instead of one-second intervals in the derived interval table.
-
-    Some corpus files span 4 to 14 hours (several runs appended). The shared
-    ``statistics.interval_table`` handles each one-second interval in Python, which
-    takes 15 to 50 s for those spans, and these tests are about the reader.
-    TODO: drop this fixture once ``interval_table`` is vectorised.
-    """
-    monkeypatch.setattr(
-        statistics,
-        "interval_table",
-        functools.partial(statistics.interval_table, interval_s=60.0),
-    )
-
-
 @pytest.mark.corpus
 def test_corpus_redirect_subresults(corpus, store):
     path = corpus / "jmeter" / "csv_redirect_subresults.jtl"
@@ -125,9 +109,9 @@ def test_corpus_redirect_subresults(corpus, store):
 
 
 @pytest.mark.corpus
-def test_corpus_headerless_2x(corpus, store, minute_intervals):
+def test_corpus_headerless_2x(corpus, store):
     path = corpus / "jmeter" / "headerless_java_sampler_2015.jtl"
-    run = _ingest_quiet(path, store)
+    run, messages = _ingest(path, store)
 
     # By hand: no header, the 12 pre-3.0 default columns.
     with open(path, newline="") as handle:
@@ -142,6 +126,16 @@ def test_corpus_headerless_2x(corpus, store, minute_intervals):
     assert requests["status"].isna().all()  # Java sampler: no response code
     assert requests["user"].nunique() == len({r["threadName"] for r in rows})
     assert run.meta["peak_users"] == max(int(r["allThreads"]) for r in rows)
+    # By hand: sessions appended over 7.5 hours, the longest pause 6.8 h; 7.5 h
+    # in 1 s intervals would be 27,000 of them, over the 20,000 allowed.
+    stamps = sorted(int(r["timeStamp"]) for r in rows)
+    pauses = sorted(b - a for a, b in zip(stamps, stamps[1:], strict=False))
+    assert round(pauses[-1] / 3.6e6, 1) == 6.8
+    assert sum(p >= 300_000 for p in pauses) == 4
+    assert "Requests pause for 300 s or more 4 times" in " ".join(messages)
+    assert any("No request started for about 6.8 h" in m for m in messages)
+    assert any("intervals of 2 s instead of 1 s" in m for m in messages)
+    assert set(run.table("intervals")["interval_s"]) == {2.0}
     _raw_identical(run, path)
 
 
@@ -161,7 +155,7 @@ def test_corpus_jmeter53_baseline(corpus, store):
 
 
 @pytest.mark.corpus
-def test_corpus_no_url_column_with_unstarted_samples(corpus, store, minute_intervals):
+def test_corpus_no_url_column_with_unstarted_samples(corpus, store):
     path = corpus / "jmeter" / "no_url_column_2018.jtl"
     run, messages = _ingest(path, store)
 
@@ -175,6 +169,8 @@ def test_corpus_no_url_column_with_unstarted_samples(corpus, store, minute_inter
     _check_numbers(run, elapsed, failures, {r["label"] for r in timed})
     assert any("3 samples with timestamp 0" in m for m in messages)
     assert any("java.lang.Error: No entries found" in m for m in messages)
+    # two runs appended, 4 hours apart (SOURCES.md)
+    assert any("No request started for about 4.0 h" in m for m in messages)
 
     # A failure with an empty failureMessage keeps the response message.
     errors = run.table("errors")
@@ -204,7 +200,7 @@ def test_corpus_custom_columns_quoted_header(corpus, store):
 
 
 @pytest.mark.corpus
-def test_corpus_xml_nested_subresults(corpus, store, minute_intervals):
+def test_corpus_xml_nested_subresults(corpus, store):
     path = corpus / "jmeter" / "xml_testresults_v1_2.xml"
     assert detect(path) == "jmeter-xml"
     run, messages = _ingest(path, store)
@@ -219,6 +215,8 @@ def test_corpus_xml_nested_subresults(corpus, store, minute_intervals):
     _check_numbers(run, elapsed, failures, {e.get("lb") for e in top})
     assert _overall(run)["p99"] == _nearest_rank(elapsed, 0.99)
     assert any("400 sub-results" in m for m in messages)
+    assert any("No request started for about 13.8 h" in m for m in messages)
+    assert any("intervals of 5 s instead of 1 s" in m for m in messages)
     assert run.meta["peak_users"] == max(int(e.get("na")) for e in top)
     _raw_identical(run, path)
 

@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from perflab.errors import InputError
+from perflab import statistics
+from perflab.errors import DataWarning, InputError, PrecisionWarning
 from perflab.ingest.base import (
     Ingested,
     RequestSink,
@@ -193,13 +194,32 @@ def ingest(
     ((found_fmt, group),) = by_format.items()
 
     run = create_run(store, run_id=run_id, label=found_fmt, **meta)
+    copied: list[Path] = []
     try:
         copied = _copy_raw(group, run.raw)
         ingest_into(run, found_fmt, copied, encoding=encoding)
+    except InputError as exc:
+        _remove_unfinished(run)
+        # the readers read the copies in raw/, which are gone with the run
+        raise _as_given(exc, dict(zip(copied, group, strict=False))) from None
     except BaseException:
-        shutil.rmtree(run.path, ignore_errors=True)
+        _remove_unfinished(run)
         raise
     return run
+
+
+def _remove_unfinished(run: Run) -> None:
+    shutil.rmtree(run.path, ignore_errors=True)
+    log.info("removed the unfinished run %s", run.path)
+
+
+def _as_given(exc: InputError, originals: dict[Path, Path]) -> InputError:
+    """The same error, naming the files the user gave instead of their copies."""
+    message = exc.message
+    for copy, original in originals.items():
+        message = message.replace(str(copy), str(original))
+    path = originals.get(exc.path, exc.path) if exc.path is not None else None
+    return InputError(message, path, exc.line)
 
 
 def reingest(path: Path, encoding: str | None = None) -> Run:
@@ -361,7 +381,10 @@ def _write_tables(
             if name == "endpoints":
                 frame = _endpoint_sql(con, span[2])
             elif name == "intervals":
-                frame = _interval_sql(con, users)
+                interval_s = statistics.interval_length(span[2])
+                frame = _interval_sql(con, users, interval_s)
+                for message, category in _interval_warnings(frame, interval_s, span[2]):
+                    result.warn(message, category)
             else:
                 frame = _error_sql(con)
             run.write_table(name, frame, "exact", derived)
@@ -598,6 +621,64 @@ def _interval_sql(
         )
         table = merged[columns]
     return table.sort_values(["endpoint", "ts"], kind="stable").reset_index(drop=True)
+
+
+#: A pause with no request starting for this long (s) is reported at ingest: the
+#: files probably hold several runs, appended or given together.
+GAP_S = 300.0
+
+
+def _interval_warnings(
+    intervals: pd.DataFrame, interval_s: float, span_s: float
+) -> list[tuple[str, type[Warning]]]:
+    """Caveats about a run's interval series, with their warning classes: intervals
+    longer than a second, and pauses of :data:`GAP_S` or more between requests."""
+    messages: list[tuple[str, type[Warning]]] = []
+    if interval_s > 1.0:
+        messages.append(
+            (
+                f"The requests span {_duration_text(span_s)}, so the series over "
+                f"time use intervals of {_duration_text(interval_s)} instead of 1 s "
+                f"(at most {statistics.MAX_INTERVALS:,} intervals).",
+                PrecisionWarning,
+            )
+        )
+    overall = intervals[
+        (intervals["endpoint"] == OVERALL) & (intervals["requests"] > 0)
+    ]
+    starts = overall["ts"].sort_values().reset_index(drop=True)
+    pauses = (starts.diff().dt.total_seconds() - interval_s).fillna(0.0)
+    found = np.flatnonzero(pauses.to_numpy() >= GAP_S)
+    if found.size > 3:
+        messages.append(
+            (
+                f"Requests pause for {GAP_S:g} s or more {found.size} times; the "
+                "three longest follow.",
+                DataWarning,
+            )
+        )
+        found = np.sort(found[np.argsort(-pauses.to_numpy()[found])[:3]])
+    for i in found:
+        since = starts[i - 1] + pd.Timedelta(seconds=interval_s)
+        text = (
+            f"No request started for about {_duration_text(pauses[i])}, from "
+            f"{since:%Y-%m-%d %H:%M:%S} to {starts[i]:%Y-%m-%d %H:%M:%S} UTC: the "
+            "files probably hold several runs. Throughput and the steady-state "
+            "window of the whole span include the pause; ingest each run on its "
+            "own to analyse it."
+        )
+        messages.append((text, DataWarning))
+    return messages
+
+
+def _duration_text(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:g} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 #: Python's str.isspace() characters, as an RE2 class.
