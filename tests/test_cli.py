@@ -575,3 +575,24 @@ def test_malformed_shapes_exit_2(launched, tmp_path, capsys, spec, message):
     assert code == 2
     assert "argument --shape/--stages" in err and message in err
     assert not launched
+
+
+def test_check_of_a_run_without_requests_is_inconclusive(tmp_path, capsys):
+    # Locust's stats CSV of a run that sent nothing: one Aggregated row of zeros
+    header = (
+        "Type,Name,Request Count,Failure Count,Median Response Time,"
+        "Average Response Time,Min Response Time,Max Response Time,"
+        "Average Content Size,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,"
+        "99%,99.9%,99.99%,100%\n"
+    )
+    stats = tmp_path / "idle_stats.csv"
+    stats.write_text(header + ",Aggregated,0,0,0,0.0,0,0,0,0.0,0.0" + ",N/A" * 11)
+    store = tmp_path / "runs"
+    assert _main(store, "ingest", "--run-id", "idle", str(stats)) == 0
+    capsys.readouterr()
+
+    assert _main(store, "check", "idle") == 1
+    out = capsys.readouterr().out
+    assert "system error_rate_percent" in out
+    assert "The tool's aggregate table counts no requests." in out
+    assert out.rstrip().endswith("Check inconclusive: no target could be evaluated.")
