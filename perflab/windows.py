@@ -33,6 +33,11 @@ from perflab.store import OVERALL, Run
 #: Users within this fraction of their peak count as at peak.
 DEFAULT_TOLERANCE = 0.05
 
+#: A steady state shorter than both of these (seconds, and share of the whole run)
+#: is a blip of the users series, not a hold: the whole run is analyzed instead.
+MIN_STEADY_S = 10.0
+MIN_STEADY_SHARE = 0.25
+
 
 @dataclass(frozen=True)
 class Window:
@@ -263,8 +268,10 @@ def steady_window(
     -------
     Window
         The steady state, clipped to the whole run; the whole run, saying why, when
-        asked for, when there is no users series and no stages, or when the steady
-        state holds no request.
+        asked for, when there is no users series and no stages, when the steady
+        state holds no request, or when it is shorter than both
+        :data:`MIN_STEADY_S` and :data:`MIN_STEADY_SHARE` of the run (the users
+        touched their peak only briefly).
     """
     whole_run = whole_window(requests)
     if whole:
@@ -284,6 +291,14 @@ def steady_window(
     end = min(window.end, whole_run.end)
     if end <= start or window_requests(requests, window).empty:
         return whole_window(requests, "the steady state found holds no request")
+    seconds = (end - start).total_seconds()
+    if seconds < MIN_STEADY_S and seconds < MIN_STEADY_SHARE * whole_run.seconds:
+        return whole_window(
+            requests,
+            f"the users reached their peak of {window.peak_users:g} for only "
+            f"{seconds:.1f} s of the run's {whole_run.seconds:.1f} s, too briefly "
+            "to be a steady state",
+        )
     return Window(start, end, window.how, True, window.peak_users)
 
 

@@ -112,6 +112,21 @@ def test_steady_window_filters_requests():
     assert window.seconds == 40
 
 
+def test_a_brief_touch_of_the_peak_is_no_steady_state():
+    # 4 users for 30 s with two samples of 5 (as JMeter's allThreads can show):
+    # the "hold" at 5 lasts 1 s, under 10 s and under a quarter of the run
+    requests = _requests(30)
+    users = _users([4] * 12 + [5] * 2 + [4] * 16)
+    window = windows.steady_window(requests, users=users)
+    assert not window.steady
+    assert "peak of 5 for only 1.0 s" in window.how
+    assert len(windows.window_requests(requests, window)) == len(requests)
+
+    # a short run whose 5 s hold (samples at 1 to 6 s) is most of it keeps it
+    short = windows.steady_window(_requests(8), users=_users([2] + [5] * 6 + [0]))
+    assert short.steady and short.seconds == 5
+
+
 def test_stages_give_the_exact_plan():
     stages = [s.to_json() for s in parse_stages("10s:20,40s:20,10s:0")]
     window = windows.steady_from_stages(stages, T0)
