@@ -303,7 +303,14 @@ def _note_request_counts(run: Run) -> None:
         f"{recorded:,} ({difference:+,})."
     )
     last_write = _last_history_write(run.raw / "locust_stats_history.csv")
-    if last_write is not None and recorded:
+    if difference == 0:
+        note += " They agree: no request ended after Locust's last write of its stats"
+        note += (
+            f" ({last_write:%H:%M:%S} UTC, from the last row of its history CSV)."
+            if last_write is not None
+            else "."
+        )
+    elif last_write is not None and recorded:
         requests = run.table("requests", columns=["ts", "latency_ms"])
         ends = requests["ts"] + pd.to_timedelta(requests["latency_ms"], unit="ms")
         surely_after = int((ends >= last_write + pd.Timedelta(seconds=1)).sum())
@@ -311,8 +318,9 @@ def _note_request_counts(run: Run) -> None:
         explained = surely_after <= difference <= maybe_after
         share = "the" if explained else "only part of the"
         note += (
-            f" Locust last rewrote that file at {last_write:%H:%M:%S} UTC (to the "
-            "second) and not at shutdown; the recorder holds "
+            f" Locust last rewrote its stats at {last_write:%H:%M:%S} UTC (to the "
+            "second, from the last row of its history CSV) and not at shutdown; "
+            "the recorder holds "
             f"{surely_after:,} to {maybe_after:,} requests that completed after that "
             f"write, still in flight then, which accounts for {share} difference."
         )

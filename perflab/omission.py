@@ -119,10 +119,11 @@ class Omission:
     def summary(self) -> str:
         """One or two sentences for a report."""
         if not self.detected:
-            return (
-                "No coordinated omission detected: "
-                f"{self.evidence.get('reason', 'no stall of many users together')}."
-            )
+            reason = self.evidence.get("reason", "no stall of many users together")
+            if not self.users_total:
+                # nothing was judged, so nothing can be said to be absent
+                return f"Coordinated omission was not evaluated: {reason}."
+            return f"No coordinated omission detected: {reason}."
         text = (
             f"Coordinated omission: from {self.start:%H:%M:%S} to {self.end:%H:%M:%S} "
             f"UTC, {self.users_affected} of {self.users_total} users stopped sending "

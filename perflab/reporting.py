@@ -894,7 +894,7 @@ def _header(run: Run) -> list[str]:
         "## Load Test Results",
         "",
         f"**Date**: {date}  ",
-        f"**Environment**: {meta.get('environment') or NOT_MEASURED}  ",
+        f"**Environment**: {meta.get('environment') or 'not given'}  ",
         f"**Duration**: {format_duration(duration)}  ",
         f"**Peak Users**: {format_count(peak)}",
     ]
@@ -1191,7 +1191,10 @@ def _notes(
         lines.append(f"- Table `{name}`: {text}.")
 
     locust_count = meta.get("locust_aggregated_requests")
-    if locust_count is not None:
+    if meta.get("in_flight_at_stop"):
+        # perflab run's own account of Locust's count against the recorder's
+        lines.append(f"- {meta['in_flight_at_stop']}")
+    elif locust_count is not None:
         recorded = results["run_requests"] if results["source"] == "requests" else None
         text = f"- Locust's own Aggregated row counts {format_count(locust_count)} "
         text += (
@@ -1199,8 +1202,6 @@ def _notes(
             if recorded is not None
             else "requests."
         )
-        if meta.get("in_flight_at_stop"):
-            text += f" {meta['in_flight_at_stop']}"
         lines.append(text)
 
     summary = resource_summary(run)

@@ -197,6 +197,7 @@ def test_without_user_ids_nothing_is_judged_but_a_given_interval_corrects():
     assert not found.detected
     assert found.users_total == 0
     assert "no user" in found.evidence["reason"]
+    assert found.summary().startswith("Coordinated omission was not evaluated: no user")
     # By hand: 500 ms at E = 100 ms adds 400, 300, 200 and 100, so 104 samples with
     # 99 of 2 ms; nearest ranks ceil(0.95 * 104) = 99, ceil(0.96 * 104) = 100 and
     # ceil(0.99 * 104) = 103.

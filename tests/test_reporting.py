@@ -28,7 +28,7 @@ from perflab.reporting import (
     write_figures,
     write_report,
 )
-from perflab.store import create_run
+from perflab.store import Run, create_run
 
 PLAN_FIELDS = ["**Date**", "**Environment**", "**Duration**", "**Peak Users**"]
 RESULT_FIELDS = [
@@ -400,12 +400,23 @@ def test_notes_carry_method_provenance_warnings_and_locust_count(run):
     assert "Confidence intervals (95 % CI): distribution-free" in notes
     assert "Table `requests`: " in notes and "exact" in notes
     assert run.meta["warnings"][0] in notes
+    # perflab run's account of the two counts, once
+    assert f"- {run.meta['in_flight_at_stop']}" in notes
+    assert notes.count("Aggregated row counts") == 1
+
+
+def test_notes_give_locust_count_without_an_account_of_it(run, tmp_path):
+    imported = Run(tmp_path / "imported", dict(run.meta))
+    imported.meta.pop("in_flight_at_stop")
+    imported.path.mkdir()
+    for name in ("requests", "intervals", "endpoints", "errors"):
+        imported.write_table(name, run.table(name), "exact")
+    notes = "\n".join(_section(render_markdown(imported), "### Notes"))
     n = len(run.table("requests"))
     assert (
         f"Locust's own Aggregated row counts {n + 3:,} requests; "
         f"the recorder wrote {n:,}." in notes
     )
-    assert run.meta["in_flight_at_stop"] in notes
 
 
 def test_endpoint_table_lists_every_endpoint_then_overall(run):
