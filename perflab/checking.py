@@ -106,6 +106,8 @@ BUSY_SHARE = 0.5
 
 POOL_IN_USE = "perflab_db_pool_in_use"
 POOL_SIZE = "perflab_db_pool_size"
+#: The sample service's high-water mark of connections in use since it started.
+POOL_IN_USE_MAX = "perflab_db_pool_in_use_max"
 
 
 @dataclass
@@ -529,11 +531,24 @@ def _system(target: Target, ctx: _Context) -> _Measure:
         joined = pd.concat([in_use, size], axis=1, keys=["in_use", "size"]).dropna()
         joined = joined[joined["size"] > 0]
         usage = 100.0 * joined["in_use"] / joined["size"]
-        return _Measure(
+        measure = _Measure(
             value=float(usage.max()),
             samples=len(usage),
             interval=f"peak of {len(usage)} samples",
         )
+        # Samples once a second miss short bursts; the service's high-water mark
+        # (most connections lent at once since it started) sees them, and when it
+        # rose inside the window its last value was reached inside the window.
+        most = _resource(ctx, None, POOL_IN_USE_MAX)
+        if len(most) >= 2 and most.iloc[-1] > most.iloc[0] and not usage.empty:
+            burst = 100.0 * float(most.iloc[-1]) / float(joined["size"].max())
+            if burst > measure.value:
+                measure.value = burst
+                measure.interval = (
+                    f"peak from {POOL_IN_USE_MAX}, which rose inside the window; "
+                    f"{len(usage)} samples of {POOL_IN_USE} peaked lower"
+                )
+        return measure
     if metric == "cache_hit_ratio_percent":
         hits = _resource(ctx, "redis", "hits_per_s")
         misses = _resource(ctx, "redis", "misses_per_s")

@@ -613,7 +613,10 @@ def cmd_runs(args) -> int:
     print(_table(header, rows, right={5, 6}), end="")
 
     print(f"{len(runs)} run{'s' * (len(runs) != 1)} in {args.store}", end="")
-    print("; verdict: the latest check against the targets (perflab check or analyze)")
+    print(
+        "; requests and p95: the whole run, ramps included; verdict: the latest "
+        "check against the targets (perflab check or analyze)"
+    )
     if args.trend:
         print(
             "trend: against the previous completed run with the same scenario, "

@@ -248,6 +248,30 @@ def test_resource_targets_use_the_peak_inside_the_window(store):
     assert rows.loc["system db_pool_usage_percent", "value"] == expected
 
 
+@pytest.mark.parametrize(
+    ("high_water", "expected"),
+    [
+        # rose from 2 to 3 inside the steady window: 3 of 8 were lent at once there
+        ([2.0] * 10 + [3.0] * 10, 37.5),
+        # unchanged inside the window: it may date from before, so the samples rule
+        ([6.0] * 20, 12.5),
+    ],
+)
+def test_pool_usage_counts_bursts_the_samples_miss(store, high_water, expected):
+    run = add_resources(
+        make_healthy_run(store),
+        {
+            ("prometheus", "perflab_db_pool_in_use"): [1.0] * 20,
+            ("prometheus", "perflab_db_pool_size"): [8.0] * 20,
+            ("prometheus", "perflab_db_pool_in_use_max"): high_water,
+        },
+    )
+    rows = check_run(run, load_targets()).to_frame().set_index("target")
+    row = rows.loc["system db_pool_usage_percent"]
+    assert row["value"] == pytest.approx(expected)
+    assert ("rose inside the window" in row["interval"]) == (expected > 12.5)
+
+
 def test_default_targets_map_the_plans_endpoints(store):
     rows = check_run(make_run(store)).to_frame().set_index("target")
     assert rows.loc["GET /publications p95", "endpoints"] == "GET /publications"

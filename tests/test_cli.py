@@ -411,7 +411,7 @@ def test_runs_lists_every_run(runs, capsys):
             "completed",
             row.check or "-",
         ]
-    assert lines[-1].startswith(f"3 runs in {runs}; verdict: the latest check")
+    assert lines[-1].startswith(f"3 runs in {runs}; requests and p95: the whole run")
 
 
 def test_runs_shows_the_verdict_a_check_recorded(tmp_path, capsys):
