@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -57,6 +58,26 @@ def _threshold(text: str) -> float:
             f"{text!r} is not a fraction from 0 to 1; 0.05 (or 5%) is a 5 % threshold"
         )
     return value
+
+
+def _positive(text: str, unit: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a positive number of {unit}"
+        ) from None
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    return _positive(text, "seconds")
+
+
+def _positive_ms(text: str) -> float:
+    return _positive(text, "milliseconds")
 
 
 def _wait(text: str) -> tuple[float, float]:
@@ -187,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--wait", type=_wait, default=(1.0, 2.0), help="think time MIN,MAX seconds"
     )
+    run.add_argument(
+        "--pace",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="instead of a think time, each user starts one task every SECONDS "
+        "(an intended rate: the report then corrects for coordinated omission)",
+    )
     _add_probe_options(run)
     run.add_argument("--env", default="local", help="environment label for reports")
     run.add_argument(
@@ -210,6 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--encoding", help="text encoding (default: detected)")
     ingest.add_argument("--run-id", help="id of the new run (default: generated)")
     ingest.add_argument("--env", help="environment label for reports")
+    ingest.add_argument(
+        "--expected-interval-ms",
+        type=_positive_ms,
+        metavar="MS",
+        help="the intended interval between one user's requests, when the test "
+        "paced them (a constant-throughput timer): the report then corrects for "
+        "coordinated omission",
+    )
     ingest.set_defaults(func=cmd_ingest)
 
     analyze = commands.add_parser(
@@ -327,6 +363,7 @@ def cmd_run(args) -> int:
         stages=args.shape,
         processes=args.processes,
         wait_s=args.wait,
+        pace_s=args.pace,
         target_pid=args.target_pid,
         target_match=args.target_match,
         target_name=args.target_name,
@@ -348,6 +385,8 @@ def cmd_ingest(args) -> int:
     from perflab.ingest import ingest
 
     meta = {"environment": args.env} if args.env else {}
+    if args.expected_interval_ms is not None:
+        meta["expected_interval_ms"] = args.expected_interval_ms
     run = ingest(
         args.paths,
         store=args.store,

@@ -1115,6 +1115,12 @@ def load_differences(base: Run, candidate: Run) -> list[str]:
             f"{_text(c.get('wait_s'))} s in the candidate; throughput is not "
             "compared."
         )
+    if b.get("pace_s") != c.get("pace_s"):
+        sentences.append(
+            f"The pacing differs: a task every {_text(b.get('pace_s'))} s per user "
+            f"in the base run, {_text(c.get('pace_s'))} s in the candidate; "
+            "throughput is not compared."
+        )
     return sentences
 
 
@@ -1128,7 +1134,11 @@ def _durations_differ(base: float | None, candidate: float | None) -> bool:
 
 def _load_differs(base: Run, candidate: Run) -> bool:
     b, c = base.meta, candidate.meta
-    return _peak_users(b) != _peak_users(c) or b.get("wait_s") != c.get("wait_s")
+    return (
+        _peak_users(b) != _peak_users(c)
+        or b.get("wait_s") != c.get("wait_s")
+        or b.get("pace_s") != c.get("pace_s")
+    )
 
 
 def _endpoint_differences(base: set[str], candidate: set[str]) -> list[str]:

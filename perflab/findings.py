@@ -1450,10 +1450,11 @@ def _endpoint_outliers(result, endpoints, factor, robust_z, min_requests) -> Non
 
 
 def _littles_law(result, run, requests, intervals, tolerance, window) -> None:
-    wait = run.meta.get("wait_s")
-    if not wait or len(wait) != 2:
+    wait, pace = run.meta.get("wait_s"), run.meta.get("pace_s")
+    if not pace and (not wait or len(wait) != 2):
         result.not_evaluated.append(
-            "Little's law was not checked because run.json has no think time (wait_s)."
+            "Little's law was not checked because run.json has no think time "
+            "(wait_s) or pacing (pace_s)."
         )
         return
     inside = window_requests(requests, window)
@@ -1472,8 +1473,14 @@ def _littles_law(result, run, requests, intervals, tolerance, window) -> None:
     if inside.empty or n <= 0 or window.seconds <= 0:
         return
     x = len(inside) / window.seconds
-    r = float(inside["latency_ms"].mean()) / 1000
-    z = (float(wait[0]) + float(wait[1])) / 2
+    latency_s = inside["latency_ms"].to_numpy(dtype=float) / 1000
+    r = float(np.nanmean(latency_s))
+    if pace:
+        # a paced user starts a task every pace_s, or as soon as a slower one ends
+        cycle = float(np.nanmean(np.maximum(latency_s, float(pace))))
+        z = cycle - r
+    else:
+        z = (float(wait[0]) + float(wait[1])) / 2
     predicted = x * (r + z)
     ratio = predicted / n
     if abs(ratio - 1) <= tolerance:
@@ -1530,7 +1537,10 @@ def _omission(result, run, requests, window) -> None:
             "user id."
         )
         return
-    omission = detect_omission(window_requests(requests, window))
+    omission = detect_omission(
+        window_requests(requests, window),
+        expected_interval_ms=run.meta.get("expected_interval_ms"),
+    )
     if not omission.detected:
         return
     evidence = {

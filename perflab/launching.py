@@ -33,7 +33,7 @@ from perflab.ingest import RECORDED, expand, ingest_into
 from perflab.monitoring import RESOURCES_FILE, ProcessGroup, ResourceMonitor
 from perflab.probes import close_probes, probes_from_options, start_probes
 from perflab.recording import RUN_DIR_ENV
-from perflab.scenarios import WAIT_ENV, scenario_path
+from perflab.scenarios import PACE_ENV, WAIT_ENV, scenario_path
 from perflab.shapes import STAGES_ENV, Stage, format_stages, total_duration
 from perflab.store import DEFAULT_STORE, Run, create_run, iso
 
@@ -62,6 +62,12 @@ class LocustOptions:
         Locust processes on this machine (``--processes``); 1 runs a single process.
     wait_s
         Think time ``(min, max)`` in seconds between a user's tasks.
+    pace_s
+        When given, each user starts one task every ``pace_s`` seconds instead
+        (Locust's ``constant_pacing``), and ``run.json`` records the intended
+        interval between a user's requests, ``expected_interval_ms``, which the
+        coordinated-omission correction uses. The plan's tasks send one request
+        each; a task of several requests makes that interval too long.
     target_pid, target_match, target_name
         How the resource monitor finds the service's processes (optional): a PID
         and its children, a command-line pattern, or a process name.
@@ -80,6 +86,7 @@ class LocustOptions:
     stages: list[Stage]
     processes: int = 1
     wait_s: tuple[float, float] = (1.0, 2.0)
+    pace_s: float | None = None
     target_pid: int | None = None
     target_match: str | None = None
     target_name: str | None = None
@@ -185,7 +192,9 @@ def run_locust(
         stages=[s.to_json() for s in options.stages],
         peak_users_planned=max(s.users for s in options.stages),
         processes=options.processes,
-        wait_s=list(options.wait_s),
+        wait_s=None if options.pace_s else list(options.wait_s),
+        pace_s=options.pace_s,
+        expected_interval_ms=1000.0 * options.pace_s if options.pace_s else None,
         environment=options.environment,
     )
     command = locust_command(options, run)
@@ -211,6 +220,9 @@ def run_locust(
     env[RUN_DIR_ENV] = str(run.path.resolve())
     env[STAGES_ENV] = format_stages(options.stages)
     env[WAIT_ENV] = f"{options.wait_s[0]},{options.wait_s[1]}"
+    env.pop(PACE_ENV, None)
+    if options.pace_s:
+        env[PACE_ENV] = repr(float(options.pace_s))
     timeout = total_duration(options.stages) + GRACE_S + STOP_TIMEOUT_S + 30
 
     log.info("starting locust for run %s against %s", run.id, options.host)

@@ -670,7 +670,10 @@ def detect_window_omission(
     method: str = statistics.DEFAULT_METHOD,
     requests: pd.DataFrame | None = None,
 ) -> Omission | None:
-    """:func:`perflab.omission.detect_omission` on the requests of the window.
+    """:func:`perflab.omission.detect_omission` on the requests of the window, with
+    ``run.json``'s ``expected_interval_ms`` (the intended interval between a user's
+    requests, when the run was paced or it was given at ingest) as the expected
+    interval of the correction.
 
     Parameters
     ----------
@@ -696,7 +699,11 @@ def detect_window_omission(
     # A failed correction is explained by Omission.method, which the report shows.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
-        return omission.detect_omission(requests, method=method)
+        return omission.detect_omission(
+            requests,
+            expected_interval_ms=run.meta.get("expected_interval_ms"),
+            method=method,
+        )
 
 
 def targets_markdown(
@@ -1045,6 +1052,11 @@ def omission_lines(found: Omission) -> list[str]:
     text = f"**Coordinated omission** (warning). {found.summary()}"
     if found.corrected is None:
         return [text + f" {found.method}"]
+    return [text, f"   - {_corrected_text(found)}"]
+
+
+def _corrected_text(found: Omission) -> str:
+    """The corrected percentiles beside the measured ones, with the interval used."""
     pairs = []
     for percentile in (50.0, 95.0, 99.0, 99.9):
         column = percentile_column(percentile)
@@ -1053,11 +1065,11 @@ def omission_lines(found: Omission) -> list[str]:
                 f"{_percentile_name(percentile)} {format_ms(found.corrected[column])} "
                 f"(measured {format_ms(found.raw[column])})"
             )
-    return [
-        text,
-        "   - Latency corrected for coordinated omission (estimates, not "
-        f"measurements): {', '.join(pairs)}.",
-    ]
+    return (
+        "Latency corrected for coordinated omission (estimates, not measurements; "
+        f"expected interval {format_ms(found.expected_interval_ms)}, "
+        f"{found.expected_interval_source}): {', '.join(pairs)}."
+    )
 
 
 def _bottlenecks(
@@ -1305,4 +1317,8 @@ def _omission_notes(found: Omission | None) -> list[str]:
             f"- Coordinated omission ({found.evidence.get('reason', 'detected')}): "
             f"{found.method}"
         ]
-    return [f"- {found.summary()}"]
+    lines = [f"- {found.summary()}"]
+    if found.corrected is not None:
+        # an intended interval was known: the correction applies all the same
+        lines.append(f"- {_corrected_text(found)} {found.method}")
+    return lines

@@ -134,3 +134,35 @@ def test_bad_scenario_is_a_clear_error(tmp_path):
     with pytest.raises(LaunchError, match="Unknown scenario"):
         run_locust(options, store=tmp_path)
     assert list(tmp_path.iterdir()) == []  # no half-made run folder is left behind
+
+
+@pytest.mark.slow
+def test_a_paced_run_sends_at_its_intended_interval(tmp_path):
+    # Each alerts user posts one alert every 0.25 s (constant pacing), which the run
+    # records as the intended interval for the coordinated-omission correction.
+    from perflab.findings import find
+    from perflab.reporting import render_markdown
+    from perflab.service import ServiceSettings, start_service
+
+    settings = ServiceSettings(db_path=tmp_path / "service.sqlite3")
+    with start_service(settings) as service:
+        options = LocustOptions(
+            scenario="alerts",
+            host=service.url,
+            stages=parse_stages("1s:2,6s:2"),
+            pace_s=0.25,
+            target_pid=service.pid,
+        )
+        run = run_locust(options, store=tmp_path / "runs")
+
+    assert run.meta["pace_s"] == 0.25 and run.meta["wait_s"] is None
+    assert run.meta["expected_interval_ms"] == 250.0
+    requests = run.table("requests")
+    alerts = requests[requests["endpoint"] == "POST /api/v1/alerts"].sort_values("ts")
+    gaps_ms = alerts.groupby("user")["ts"].diff().dt.total_seconds().dropna() * 1000
+    assert len(gaps_ms) >= 30
+    assert gaps_ms.median() == pytest.approx(250.0, rel=0.1)
+
+    # the report corrects with the given interval, and says where it came from
+    text = render_markdown(run, find(run))
+    assert "250 ms" in text and "given" in text

@@ -462,3 +462,26 @@ def test_write_figures_skips_what_was_not_measured(store, tmp_path):
         "latency_percentiles.png",
     ]
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths)
+
+
+def test_an_intended_interval_corrects_without_a_detected_stall(store):
+    run = make_run(store)
+    run.meta["expected_interval_ms"] = 20.0
+    run.save()
+    notes = "\n".join(_section(render_markdown(run), "### Notes"))
+    assert "No coordinated omission detected" in notes
+    (line,) = [x for x in notes.splitlines() if "Latency corrected" in x]
+    assert "expected interval 20.0 ms, given" in line
+    # By hand, on the window's requests: every latency L above 20 ms also counts
+    # L - 20, L - 40, ... down to 20 ms; the corrected p99 is that sample's.
+    requests = windows.window_requests(run.table("requests"), windows.run_window(run))
+    latency = requests["latency_ms"].dropna().to_numpy()
+    extra = [
+        value - k * 20.0
+        for value in latency
+        for k in range(1, int(value // 20.0) + 1)
+        if value - k * 20.0 >= 20.0
+    ]
+    every = np.sort(np.concatenate([latency, extra]))
+    p99 = every[int(np.ceil(0.99 * every.size)) - 1]
+    assert f"p99 {format_ms(p99)}" in line

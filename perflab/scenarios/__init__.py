@@ -17,6 +17,11 @@ _HERE = Path(__file__).resolve().parent
 #: Think time between a user's tasks, ``MIN,MAX`` seconds; the plan uses 1 to 2 s.
 WAIT_ENV = "PERFLAB_WAIT_S"
 
+#: When set, each user starts one task every this many seconds (Locust's
+#: ``constant_pacing``) instead of thinking between tasks: an intended rate, which
+#: lets the report correct for coordinated omission.
+PACE_ENV = "PERFLAB_PACE_S"
+
 #: Scenario name -> what it exercises.
 SCENARIOS = {
     "newsletter": "Scenario 1: newsletter scheduling (POST .../newsletter/schedule)",

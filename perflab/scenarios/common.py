@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import os
 
-from locust import LoadTestShape, between
+from locust import LoadTestShape, between, constant_pacing
 from locust.contrib.fasthttp import FastHttpUser
 
 from perflab import shapes
-from perflab.scenarios import WAIT_ENV
+from perflab.scenarios import PACE_ENV, WAIT_ENV
 
 
 def think_time():
-    """Locust wait_time from ``$PERFLAB_WAIT_S`` (default the plan's 1 to 2 s)."""
+    """Locust wait_time: one task every ``$PERFLAB_PACE_S`` seconds when it is set,
+    else a think time from ``$PERFLAB_WAIT_S`` (default the plan's 1 to 2 s)."""
+    pace = os.environ.get(PACE_ENV)
+    if pace:
+        return constant_pacing(float(pace))
     low, _, high = os.environ.get(WAIT_ENV, "1,2").partition(",")
     return between(float(low), float(high or low))
 
