@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pandas as pd
 import pytest
+from realruns import SERVICE_MS, steady_runs
 from runfactory import ENDPOINTS, make_run
 
 from perflab import comparing
@@ -382,60 +383,13 @@ def test_compare_notebook_runs_under_papermill(a_b, tmp_path):
 # ---------------------------------------------------------------------------
 # A real A/A pair against the sample service
 
-AA_LOCUSTFILE = '''
-"""Two endpoints of the sample service: one database query, and the health page."""
-
-from locust import constant, task
-from locust.contrib.fasthttp import FastHttpUser
-
-from perflab.scenarios.common import StagesShape  # noqa: F401 (the shape)
-
-
-class SteadyUser(FastHttpUser):
-    wait_time = constant(0.02)
-
-    @task(3)
-    def list_one(self):
-        self.client.get(
-            "/api/v1/publications?limit=1",
-            headers={"Authorization": "Bearer test-token"},
-            name="/api/v1/publications",
-        )
-
-    @task
-    def health(self):
-        self.client.get("/health")
-'''
-
 
 @pytest.mark.slow
 def test_real_a_a_runs_of_the_same_service_pass_the_gate(tmp_path):
-    from perflab.launching import LocustOptions, run_locust
-    from perflab.service import ServiceSettings, start_service
-    from perflab.shapes import parse_shape
-
-    locustfile = tmp_path / "steady.py"
-    locustfile.write_text(AA_LOCUSTFILE)
-    # a fixed service time dominates the latency, as in a real database-bound service
-    settings = ServiceSettings(
-        db_path=tmp_path / "service.sqlite3", pool_size=8, query_delay_ms=20.0
-    )
-    runs = []
-    with start_service(settings) as service:
-        # A short first run warms the service up (imports, caches, pool) and is not
-        # compared. Locust brings the users up in about 4 s, so each compared run
-        # holds about 6 s of steady state: the three runs take some 30 s.
-        for shape in ("1s:5,2s:5", "1s:5,10s:5", "1s:5,10s:5"):
-            options = LocustOptions(
-                scenario=str(locustfile),
-                host=service.url,
-                stages=parse_shape(shape),
-                wait_s=(0.02, 0.02),
-                target_pid=service.pid,
-            )
-            runs.append(run_locust(options, store=tmp_path / "runs"))
-
-    comparison = compare(runs[1], runs[2])
+    # Locust brings the users up in about 4 s, so each run holds about 6 s of
+    # steady state: with the warm-up, some 30 s. The extended tests repeat it.
+    runs = steady_runs(tmp_path, SERVICE_MS, 2, "1s:5,10s:5")
+    comparison = compare(runs[0], runs[1])
 
     assert comparison.differences == []
     detail = render_comparison(comparison)
