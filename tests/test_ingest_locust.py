@@ -134,7 +134,11 @@ def test_corpus_gbk_name_stats(corpus, store):
 @pytest.mark.corpus
 def test_corpus_header_only_exceptions(corpus, store):
     path = corpus / "locust" / "header_only_exceptions.csv"
-    run, _ = _ingest([path], store)
+    # Ingested on its own, the run has no request data: a visible warning says so.
+    run, messages = _ingest([path], store, expect={DataWarning})
+    (message,) = messages
+    assert path.name in message and "holds no requests (a header only" in message
+    assert run.meta["warnings"] == [message]
     assert run.meta["exceptions"] == []
     assert not run.has("endpoints") and not run.has("intervals")
     _assert_raw_copied(run, [path])
@@ -143,7 +147,9 @@ def test_corpus_header_only_exceptions(corpus, store):
 @pytest.mark.corpus
 def test_corpus_header_only_failures(corpus, store):
     path = corpus / "locust" / "header_only_failures.csv"
-    run, _ = _ingest([path], store)
+    run, messages = _ingest([path], store, expect={DataWarning})
+    (message,) = messages
+    assert path.name in message and "holds no requests (a header only" in message
     assert run.has("errors") and run.table("errors").empty
     assert run.provenance("errors").rows == 0
     _assert_raw_copied(run, [path])
@@ -321,7 +327,10 @@ def test_corpus_v2_stats_history(corpus, store):
 @pytest.mark.corpus
 def test_corpus_zero_requests_stats(corpus, store):
     path = corpus / "locust" / "zero_requests_stats.csv"
-    run, _ = _ingest([path], store)
+    run, messages = _ingest([path], store, expect={DataWarning})
+    (message,) = messages
+    assert path.name in message and "the run holds 0 requests" in message
+    assert run.meta["warnings"] == [message]
 
     overall = _by_endpoint(run).loc[OVERALL]
     assert overall["requests"] == 0 and overall["failures"] == 0

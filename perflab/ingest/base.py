@@ -10,15 +10,18 @@ derived from the requests afterwards by :mod:`perflab.ingest`.
 from __future__ import annotations
 
 import codecs
+import functools
 import gzip
 import io
 import logging
 import os
+import re
 import sys
 import threading
 import time
 import unicodedata
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +78,15 @@ class Ingested:
         warnings.warn(message, category, stacklevel=2)
         if message not in self.warnings:
             self.warnings.append(message)
+
+    def __post_init__(self) -> None:
+        _register(self)  # to be told of the text encodings guessed for its files
+
+    def _note_encoding(self, path: Path, encoding: str, message: str) -> None:
+        """Keep the warning about a guessed encoding and the guess for run.json."""
+        if message not in self.warnings:
+            self.warnings.append(message)
+        self.meta.setdefault("guessed_encodings", {})[Path(path).name] = encoding
 
 
 class RequestSink:
@@ -275,19 +287,31 @@ def head_bytes(path: Path, size: int = 65536) -> bytes:
 def detect_encoding(path: Path, sample_size: int = 1 << 20) -> str:
     """Guess a text file's encoding from its first ``sample_size`` bytes.
 
-    UTF-8 (with or without BOM) and UTF-16 with a BOM are recognised first;
-    anything else is guessed by ``charset_normalizer``, with one correction.
-    Load generators write their files in the code page of the machine they run on,
-    and on a Chinese-locale Windows that is GBK. A few Chinese names are too little
-    text for the detector, which then guesses a Western single-byte code page, Big5
-    (which shares GBK's byte ranges) or a Korean or Japanese one. When the bytes are
-    valid GB18030 (a superset of GBK) and every non-ASCII character they decode to
-    is a CJK one, GB18030 is used instead, unless the detector's own reading looks
-    like the language it names (see :func:`_looks_like`). Give the encoding
-    (``--encoding``) for Big5 or for Japanese written in kanji only.
+    A byte-order mark settles it: UTF-8 (returned as ``utf-8-sig``, so that the BOM
+    never reaches the first column name), UTF-16 or UTF-32. Bytes that are valid
+    UTF-8 (plain ASCII included) are UTF-8. Anything else is a guess among
+    candidate encodings: GB18030 (a superset of GBK), cp1252 (a superset of
+    Latin-1's letters), CP949 (Korean), cp932 (Japanese) and the best few guesses
+    of ``charset_normalizer``. Each candidate that decodes the bytes is scored by
+    how plausible its text is (see :func:`_plausibility`), and the best one is
+    taken. Readings that score within :data:`_TIE` of the best are told apart
+    by evidence, then by preference: a Korean or Japanese reading wins when it
+    shows at least :data:`_EVIDENCE` distinct Hangul or kana characters, which
+    other bytes rarely turn into by chance; otherwise GB18030, the usual case
+    (load generators write in their machine's code page, GBK on a
+    Chinese-locale Windows), then cp1252, CP949, cp932, then the detector's
+    guesses in its own order. So Japanese written in kanji only, or Korean with
+    only a few distinct syllables, is read as GB18030 when it is valid GBK.
 
-    Returns a Python codec name: ``utf-8-sig`` for a UTF-8 BOM, so that the BOM
-    never reaches the first column name.
+    A guess is not a certainty: a short Korean name can be valid GBK, and text in
+    a Western code page other than cp1252 reads as cp1252. So every guessed
+    encoding other than UTF-8 is reported with a :class:`~perflab.errors.
+    DataWarning` naming the file and the encoding, recorded in ``run.json``
+    (``warnings`` and ``guessed_encodings``) by the :class:`Ingested` result
+    that reads the file. Give the encoding (``--encoding``) when the guess is
+    wrong.
+
+    Returns a Python codec name.
 
     Raises
     ------
@@ -296,10 +320,9 @@ def detect_encoding(path: Path, sample_size: int = 1 << 20) -> str:
     """
     with open_binary(path) as handle:
         sample = handle.read(sample_size)
-    if sample.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
+    for bom, name in _BOMS:
+        if sample.startswith(bom):
+            return name
     try:
         sample.decode("utf-8")
         return "utf-8"
@@ -307,70 +330,363 @@ def detect_encoding(path: Path, sample_size: int = 1 << 20) -> str:
         # A multi-byte character cut by the end of the sample is not an error.
         if exc.start >= len(sample) - 3 and len(sample) == sample_size:
             return "utf-8"
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(sample).best()
-    detected = best.encoding if best is not None else None
-    encoding = _prefer_gb18030(sample, detected)
-    if encoding is None:
+    key = _key(path)
+    stat = os.stat(path)
+    stamp = (stat.st_size, stat.st_mtime_ns, sample_size)
+    known = _guesses.recent.get(key)
+    if known is not None and known[0] == stamp:  # read again, as by a fast path
+        _hand_over(key, known[1], known[2])
+        return known[1]
+    readings = _readings(sample, whole=len(sample) < sample_size)
+    if not readings:
         raise InputError(
             "The file's text encoding could not be recognised; give it with "
             "--encoding (for example --encoding gbk or --encoding latin-1).",
             path,
         )
-    if encoding != detected:
-        log.info("%s: reading as %s rather than %s", path, encoding, detected)
-    else:
-        log.info("%s: detected text encoding %s", path, encoding)
-    return encoding
-
-
-#: Codec names (prefixes) of the Japanese and Korean encodings.
-_EAST_ASIAN = ("shift", "euc", "cp932", "cp949", "iso2022", "johab")
-_KOREAN = ("cp949", "euc_kr", "iso2022_kr", "johab")
-
-
-def _prefer_gb18030(sample: bytes, detected: str | None) -> str | None:
-    """GB18030 where it reads ``sample`` better than the detector's guess."""
-    name = codecs.lookup(detected).name if detected else ""
-    if name.startswith(("utf", "gb18030")):
-        return detected
-    if name.startswith(_EAST_ASIAN) and _looks_like(sample, detected):
-        return detected
-    # Not final: a character cut by the end of the sample is not an error.
-    try:
-        text = codecs.getincrementaldecoder("gb18030")().decode(sample, final=False)
-    except UnicodeDecodeError:
-        return detected
-    wide = [c for c in text if ord(c) > 127]
-    if wide and all(_is_cjk(c) for c in wide):
-        return "gb18030"
-    return detected
-
-
-def _looks_like(sample: bytes, encoding: str) -> bool:
-    """Whether a Japanese or Korean reading of the bytes looks like that language.
-
-    Korean text is written in Hangul, rarely mixed with Chinese characters; Japanese
-    text has kana, and hardly ever the half-width katakana that Chinese GBK bytes
-    turn into when read as Shift JIS. Chinese GBK bytes read as a Korean code page
-    give a mix of Hangul and Chinese characters, read as EUC-JP they give Chinese
-    characters without kana.
-    """
-    text = sample.decode(encoding, errors="ignore")
-    names = [unicodedata.name(c, "") for c in text if ord(c) > 127]
-    han = any(n.startswith("CJK UNIFIED") for n in names)
-    if codecs.lookup(encoding).name.startswith(_KOREAN):
-        return any(n.startswith("HANGUL") for n in names) and not han
-    kana = any(n.startswith(("HIRAGANA", "KATAKANA")) for n in names)
-    return kana and not any(n.startswith("HALFWIDTH KATAKANA") for n in names)
-
-
-def _is_cjk(char: str) -> bool:
-    name = unicodedata.name(char, "")
-    return name.startswith(
-        ("CJK ", "FULLWIDTH ", "IDEOGRAPHIC ", "HIRAGANA ", "KATAKANA ")
+    chosen = _choose(readings)
+    log.info(
+        "%s: text encoding guessed as %s (%s)",
+        path,
+        chosen.encoding,
+        ", ".join(f"{r.encoding} {r.score:.2f}" for r in readings),
     )
+    message = _guess_message(path, chosen)
+    warnings.warn(message, DataWarning, stacklevel=2)
+    _guesses.recent[key] = (stamp, chosen.encoding, message)
+    _trim(_guesses.recent)
+    _hand_over(key, chosen.encoding, message)
+    return chosen.encoding
+
+
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    # Before UTF-16: the UTF-32 little-endian BOM starts with UTF-16's.
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+#: Encodings always tried when the bytes are not UTF-8, in order of preference.
+_CANDIDATES = ("gb18030", "cp1252", "cp949", "cp932")
+
+#: How many of charset_normalizer's guesses are tried besides.
+_DETECTOR_GUESSES = 3
+
+#: Readings whose scores differ by less than this are equally plausible.
+_TIE = 0.02
+
+#: Distinct Hangul or kana characters a Korean or Japanese reading needs to win a
+#: tie. About 60% of the common Chinese characters have GBK codes that CP949 reads
+#: as Hangul, so Chinese text with 6 distinct characters reads as pure Hangul
+#: about once in 20.
+_EVIDENCE = 6
+
+#: Non-ASCII characters scored per reading, at most (for speed).
+_SCORED_CHARS = 50_000
+
+#: Human names of the candidates, for the warning.
+_LANGUAGES = {
+    "gb18030": "Chinese GBK/GB18030",
+    "cp1252": "Western European Windows-1252/Latin-1",
+    "cp949": "Korean",
+    "cp932": "Japanese Shift JIS",
+}
+
+
+@dataclass(frozen=True)
+class _Family:
+    """What the text of an encoding's language looks like.
+
+    ``scripts`` are the scripts of its letters (empty for the alphabetic,
+    single-byte code pages, whose letters are judged by word shape); ``core`` is
+    the codec of the national standard a multi-byte code page extends, whose
+    characters are the common ones; ``own`` is a script only this language is
+    written in (Hangul, kana), whose characters are evidence for it: other bytes
+    rarely read as that script by chance, while they readily read as Han.
+    """
+
+    scripts: frozenset[str] = frozenset()
+    core: str | None = None
+    own: str | None = None
+
+
+_ALPHABETIC = _Family()
+
+#: Multi-byte East Asian code pages by codec name prefix.
+_FAMILIES = {
+    ("gb", "hz"): _Family(frozenset({"HAN", "FULLWIDTH"}), "gb2312"),
+    ("big5", "cp950"): _Family(frozenset({"HAN", "FULLWIDTH"}), "big5"),
+    ("cp949", "euc_kr", "johab", "iso2022_kr"): _Family(
+        frozenset({"HANGUL", "FULLWIDTH"}), "euc_kr", "HANGUL"
+    ),
+    ("cp932", "shift_jis", "euc_j", "iso2022_jp"): _Family(
+        frozenset({"HAN", "KANA", "FULLWIDTH"}), "shift_jis", "KANA"
+    ),
+}
+
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F)) + b"\t\r\n"
+
+
+@dataclass
+class _Reading:
+    """One candidate encoding's reading of the sample, and how plausible it is."""
+
+    encoding: str
+    family: _Family
+    preference: int
+    score: float = 0.0
+    evidence: int = 0
+
+
+def _family(encoding: str) -> _Family:
+    name = codecs.lookup(encoding).name.replace("-", "_")
+    for prefixes, family in _FAMILIES.items():
+        if name.startswith(prefixes):
+            return family
+    return _ALPHABETIC
+
+
+def _readings(sample: bytes, whole: bool) -> list[_Reading]:
+    """The candidate encodings that decode ``sample``, each scored."""
+    from charset_normalizer import from_bytes
+
+    guesses = [match.encoding for match in from_bytes(sample)][:_DETECTOR_GUESSES]
+    readings: list[_Reading] = []
+    seen: set[str] = set()
+    for encoding in (*_CANDIDATES, *guesses):
+        try:
+            info = codecs.lookup(encoding)
+        except LookupError:
+            continue
+        if info.name in seen:
+            continue
+        seen.add(info.name)
+        try:
+            if _PRINTABLE_ASCII.decode(encoding) != _PRINTABLE_ASCII.decode("ascii"):
+                continue  # not a superset of ASCII (UTF-16, EBCDIC, UTF-7 ...)
+            # Not final unless whole: a character cut by the end of the sample.
+            decoder = codecs.getincrementaldecoder(encoding)()
+            text = decoder.decode(sample, final=whole)
+        except (UnicodeDecodeError, ValueError):
+            continue
+        reading = _Reading(encoding, _family(encoding), len(readings))
+        reading.score, reading.evidence = _plausibility(text, reading.family)
+        readings.append(reading)
+    return readings
+
+
+def _choose(readings: list[_Reading]) -> _Reading:
+    """The most plausible reading; on a tie, the best evidenced, then preferred."""
+    best = max(r.score for r in readings)
+    tied = [r for r in readings if r.score >= best - _TIE]
+
+    def rank(reading: _Reading) -> tuple[bool, int]:
+        return (reading.evidence < _EVIDENCE, reading.preference)
+
+    return min(tied, key=rank)
+
+
+def _plausibility(text: str, family: _Family) -> tuple[float, int]:
+    """How plausible ``text`` is as text in an encoding of ``family``.
+
+    Returns the share of its non-ASCII characters that are plausible, and the
+    number of distinct plausible letters of the family's own script (Hangul,
+    kana), the evidence for the encoding.
+
+    A character is plausible when it is of a script the encoding's language is
+    written in and sits where such characters sit in real text:
+
+    * East Asian code pages: a character of the language's scripts (Han for
+      Chinese, Hangul for Korean, kana and Han for Japanese) that belongs to the
+      national standard the code page extends (GB 2312, KS X 1001, JIS X 0208):
+      characters outside it are rare, and they are what other bytes turn into.
+      One such letter alone between ASCII letters is not plausible: it is how
+      Latin-1 text reads in a double-byte code page, where an accented letter
+      and the ASCII letter after it make one character (``Pa駉`` for ``Paño``).
+      Punctuation and symbols of the standard are plausible.
+    * Alphabetic code pages: a Latin letter with diacritics inside a word that
+      also has ASCII letters, in a run of at most 3 such letters, not an upper
+      case letter after a lower case one (``Inscrição``, ``Größe``); a letter
+      of another alphabet in a word of at least 2 letters of that alphabet; a
+      symbol or punctuation mark next to no other non-ASCII symbol. GBK bytes
+      read in a Western code page give runs of accented capitals and symbols
+      without ASCII letters (``½Ó¿Ú`` for ``接口``), which are not plausible.
+
+    Control, private-use and unassigned characters are never plausible.
+    """
+    good = total = 0
+    letters: set[str] = set()
+    for island in _NON_ASCII.finditer(text):
+        start, end = island.span()
+        run = island.group()
+        before = text[start - 1] if start else ""
+        after = text[end] if end < len(text) else ""
+        for i, char in enumerate(run):
+            total += 1
+            if family.core is None:
+                ok = _alphabetic_ok(run, i, before, after)
+            else:
+                ok = _east_asian_ok(run, i, before, after, family)
+            if ok:
+                good += 1
+                if family.own is not None and _script(char) == family.own:
+                    letters.add(char)
+        if total >= _SCORED_CHARS:
+            break
+    return (good / total if total else 1.0), len(letters)
+
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+
+#: Categories never plausible in text: controls, format, surrogates, private use,
+#: unassigned, modifier symbols (spacing accents such as ``¨``, ``¯``, ``´``).
+_IMPLAUSIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Sk"})
+
+
+def _east_asian_ok(run: str, i: int, before: str, after: str, family: _Family) -> bool:
+    char = run[i]
+    category = unicodedata.category(char)
+    if category in _IMPLAUSIBLE or not _in_standard(char, family.core):
+        return False
+    if category[0] != "L":
+        return True  # punctuation and symbols of the standard
+    if _script(char) not in family.scripts:
+        return False
+    glued = _ascii_letter(before) or _ascii_letter(after)
+    return not (len(run) == 1 and glued)
+
+
+def _alphabetic_ok(run: str, i: int, before: str, after: str) -> bool:
+    char = run[i]
+    category = unicodedata.category(char)
+    if category in _IMPLAUSIBLE:
+        return False
+    previous = run[i - 1] if i else before
+    if category[0] == "M":  # a combining accent follows a letter
+        return previous.isalpha()
+    if category[0] != "L":
+        neighbours = (run[i - 1] if i else "", run[i + 1] if i + 1 < len(run) else "")
+        return not any(c and not c.isalpha() for c in neighbours)
+    if char.isupper() and previous.islower():
+        return False
+    first = last = i  # the non-ASCII letters around this one
+    while first and _letter(run[first - 1]):
+        first -= 1
+    while last + 1 < len(run) and _letter(run[last + 1]):
+        last += 1
+    word = run[first : last + 1]
+    script = _script(char)
+    if any(_script(c) != script for c in word if c.isalpha()):
+        return False
+    touches_ascii = (first == 0 and _ascii_letter(before)) or (
+        last == len(run) - 1 and _ascii_letter(after)
+    )
+    if script == "LATIN":
+        return touches_ascii and len(word) <= 3
+    return not touches_ascii and len(word) >= 2
+
+
+def _letter(char: str) -> bool:
+    return unicodedata.category(char)[0] in "LM"
+
+
+def _ascii_letter(char: str) -> bool:
+    return char.isascii() and char.isalpha()
+
+
+@functools.lru_cache(maxsize=8192)
+def _script(char: str) -> str:
+    """The script of a letter, from its Unicode name: LATIN, HAN, HANGUL, KANA ..."""
+    name = unicodedata.name(char, "")
+    if name.startswith(("CJK ", "IDEOGRAPHIC ")):
+        return "HAN"
+    if name.startswith(("HIRAGANA ", "KATAKANA")):
+        return "KANA"
+    return name.split(" ", 1)[0]
+
+
+@functools.lru_cache(maxsize=8192)
+def _in_standard(char: str, core: str | None) -> bool:
+    """Whether ``char`` is one double-byte character of the codec ``core``."""
+    if core is None:
+        return True
+    try:
+        return len(char.encode(core)) == 2
+    except UnicodeEncodeError:
+        return False
+
+
+# -- reporting a guess -----------------------------------------------------------------
+
+
+class _Guesses(threading.local):
+    """Encoding guesses on their way into the results that read the files.
+
+    :func:`detect_encoding` does not know the :class:`Ingested` result it reads
+    for; each result registers here when made, and a guess goes to the live
+    results that list the file, or waits (``pending``) for the one made next.
+    ``recent`` keeps the last guesses, so that a file read twice (a fast path
+    that declines it, then the streaming reader) is guessed and reported once.
+    Per thread, as one ingest runs on one thread.
+    """
+
+    def __init__(self) -> None:
+        self.results: list[weakref.ref[Ingested]] = []
+        self.pending: dict[Path, tuple[str, str]] = {}
+        self.recent: dict[Path, tuple[tuple[int, int, int], str, str]] = {}
+
+
+_guesses = _Guesses()
+
+#: Guesses kept, at most, waiting for their result and as recent ones.
+_KEPT = 64
+
+
+def _register(result: Ingested) -> None:
+    _guesses.results = [ref for ref in _guesses.results if ref() is not None]
+    _guesses.results.append(weakref.ref(result))
+    for path in result.files:
+        guess = _guesses.pending.pop(_key(path), None)
+        if guess is not None:
+            result._note_encoding(path, *guess)
+
+
+def _guess_message(path: Path, reading: _Reading) -> str:
+    """The warning that an encoding was guessed, naming file and encoding."""
+    encoding = reading.encoding
+    language = _LANGUAGES.get(encoding)
+    named = f"{encoding} ({language})" if language else encoding
+    doubt = " It is an uncertain guess." if reading.score < 0.8 else ""
+    return (
+        f"{path}: the file is not UTF-8; its text encoding was guessed to be "
+        f"{named}.{doubt} If names or messages look wrong, give the encoding with "
+        "--encoding."
+    )
+
+
+def _hand_over(key: Path, encoding: str, message: str) -> None:
+    """Give a guess to the live results that read the file, else keep it."""
+    owners = [
+        result
+        for ref in _guesses.results
+        if (result := ref()) is not None and key in {_key(p) for p in result.files}
+    ]
+    for result in owners:
+        result._note_encoding(key, encoding, message)
+    if not owners:
+        _guesses.pending[key] = (encoding, message)
+        _trim(_guesses.pending)
+
+
+def _trim(kept: dict) -> None:
+    while len(kept) > _KEPT:
+        del kept[next(iter(kept))]
+
+
+def _key(path: Path | str) -> Path:
+    return Path(os.path.abspath(path))
 
 
 def open_text(path: Path, encoding: str | None = None) -> io.TextIOBase:

@@ -147,6 +147,11 @@ class _State:
             active = per_ms.cumsum()
             meta["users_series"] = _users_per_second(active)
             meta["peak_users"] = int(active.max())
+        if self.requests == 0 and len(result.files) > 1:
+            result.warn(
+                "None of the Gatling logs given holds a request: the run has no "
+                "request data to analyse."
+            )
         meta["errors_logged"] = sum(self.errors.values())
         if self.errors:
             meta["errors_logged_kinds"] = dict(
@@ -263,6 +268,7 @@ def _read_log(
     layout: _Layout | None = None
     type_at: int | None = None
     malformed: list[int] = []
+    kinds: Counter = Counter()  # the records read, by type
     read_before = state.requests
     bar = progress_bar(path)
     try:
@@ -285,6 +291,8 @@ def _read_log(
                             number,
                         )
                 kind = fields[type_at] if len(fields) > type_at else ""
+                if kind in _RECORDS:
+                    kinds[kind] += 1
                 if kind == "REQUEST":
                     if layout is None:
                         layout = _request_layout(fields, type_at)
@@ -322,7 +330,19 @@ def _read_log(
             f"skipped, at line {shown}{more}."
         )
     if state.requests == read_before:
-        result.warn(f"{path}: the log holds no REQUEST record.")
+        held = [f"{n} {kind}" for kind, n in kinds.items() if kind != "REQUEST"]
+        plural = "s" if sum(kinds.values()) - kinds["REQUEST"] != 1 else ""
+        listing = f"only {', '.join(held)} record{plural}" if held else "no record"
+        why = (
+            "its REQUEST records are malformed"
+            if kinds["REQUEST"]
+            else "Gatling logs a request when it ends, so the simulation probably "
+            "stopped before its first request ended"
+        )
+        result.warn(
+            f"{path}: the log holds no requests: no REQUEST record could be read, "
+            f"{listing}; {why}. The run has no request data from this file."
+        )
     log.info("read %s (%d requests)", path, state.requests - read_before)
 
 

@@ -53,10 +53,19 @@ Endpoints and users
     so the endpoint is the sampler label alone. Thread names become ``user`` numbers
     1, 2, ... in order of first appearance. ``allThreads`` (``na``) gives the users
     series (the highest value seen in each second) and the peak users.
+Aggregated rows
+    A row whose ``SampleCount`` (``sc`` in XML) is above 1 stands for that many
+    samples (JMeter's statistical sample sender writes such rows). Requests are rows
+    of per-request data, so none are invented: each such row is one request, and a
+    warning names the file and the first such line, with the number of rows, the
+    samples they stand for and the failures their ``ErrorCount`` (``ec``) gives.
 Malformed input
     A row with the wrong number of fields, a non-numeric elapsed time or an unreadable
     timestamp (a truncated last line among them) is skipped, with a warning naming the
-    file, the lines and how many rows were dropped.
+    file, the lines and how many rows were dropped. In XML, a sample with a missing or
+    non-numeric ``ts``, ``t`` or ``s`` attribute is skipped the same way; the lines are
+    found by a second pass with :mod:`xml.parsers.expat`, which tells where each
+    element starts.
 """
 
 from __future__ import annotations
@@ -67,9 +76,10 @@ import io
 import logging
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.parsers import expat
 
 import duckdb
 import numpy as np
@@ -164,7 +174,12 @@ USED_COLUMNS = (
     "failureMessage",
     "bytes",
     "allThreads",
+    "SampleCount",
+    "ErrorCount",
 )
+
+#: Lines of skipped or aggregated samples a warning lists at most.
+_SHOWN_LINES = 10
 
 _DELIMITERS = (",", "\t", ";", "|")
 _BLOCK_BYTES = 4 * 1024 * 1024
@@ -323,6 +338,63 @@ def read(
 
 
 @dataclass
+class _Aggregated:
+    """A file's rows that stand for several samples each (``SampleCount`` > 1)."""
+
+    path: Path
+    rows: int = 0
+    samples: int = 0
+    errors: int = 0
+    errors_missing: int = 0  # of those rows, the ones without an ErrorCount
+    has_error_count: bool = False
+    first_line: int | None = None
+
+    def count(self, rows: pa.Table) -> None:
+        """Count the rows of a block of kept samples whose SampleCount is above 1."""
+        if "SampleCount" not in rows.column_names:
+            return
+        counts = _integers(_column(rows, "SampleCount"))
+        many = pc.fill_null(pc.greater(counts, 1), False)
+        found = pc.sum(many).as_py() or 0
+        if not found:
+            return
+        self.rows += found
+        self.samples += pc.sum(counts.filter(many)).as_py()
+        if "ErrorCount" in rows.column_names:
+            self.has_error_count = True
+            errors = _integers(_column(rows, "ErrorCount")).filter(many)
+            self.errors += pc.sum(errors).as_py() or 0
+            self.errors_missing += errors.null_count
+
+    def message(self) -> str:
+        where = ""
+        if self.first_line is not None:
+            first = "at" if self.rows == 1 else "the first at"
+            where = f" ({first} line {self.first_line})"
+        if not self.has_error_count or self.errors_missing == self.rows:
+            errors = "no ErrorCount tells how many of their samples failed"
+        else:
+            failures = "failure" if self.errors == 1 else "failures"
+            errors = f"ErrorCount gives {self.errors} {failures} among them"
+            if self.errors_missing:
+                errors += f", {self.errors_missing} of the rows having no ErrorCount"
+        rows = (
+            f"1 row stands for {self.samples} samples by JMeter's SampleCount{where} "
+            "and was counted as one request"
+            if self.rows == 1
+            else f"{self.rows} rows stand for {self.samples} samples by JMeter's "
+            f"SampleCount{where} and were counted as one request each"
+        )
+        return (
+            f"{self.path}: {rows} ({errors}), so request counts and error rates "
+            "are for rows, not samples. JMeter writes such rows in its Statistical "
+            "remote batch mode "
+            "(mode=Statistical); run with another mode, such as the default "
+            "StrippedBatch, to have one row per request."
+        )
+
+
+@dataclass
 class _State:
     """What is carried from one block of samples to the next, across files."""
 
@@ -336,6 +408,10 @@ class _State:
     no_start: int = 0
     no_start_errors: dict[str, int] = field(default_factory=dict)
     local_time: bool = False
+    # Per file, rows standing for several samples (SampleCount > 1); pending
+    # gathers the current file's
+    aggregated: list[_Aggregated] = field(default_factory=list)
+    pending: _Aggregated = field(default_factory=lambda: _Aggregated(Path()))
     # Per thread, the last top-level CSV sample: thread, p_label, p_start, p_end
     # (ms), p_pos (-1: before the current block).
     parents: pd.DataFrame | None = None
@@ -391,6 +467,9 @@ class _State:
         meta["subresults_left_out"] = self.subresults
         meta["transactions_left_out"] = self.transactions
         meta["samples_without_start_left_out"] = self.no_start
+        if self.aggregated:
+            meta["rows_with_sample_count"] = sum(a.rows for a in self.aggregated)
+            meta["samples_in_those_rows"] = sum(a.samples for a in self.aggregated)
 
         if self.local_time:
             result.warn(
@@ -421,6 +500,8 @@ class _State:
                 "could not start) were left out, since they have no place in time; "
                 f"they were failures: {kinds}."
             )
+        for aggregated in self.aggregated:
+            result.warn(aggregated.message())
 
 
 def _open_raw(path: Path) -> tuple[io.BufferedReader, io.RawIOBase]:
@@ -510,6 +591,9 @@ def _read_csv(
         raw.close()
 
     state.local_time |= clock.local
+    _file_aggregated(
+        path, state, lambda: _first_aggregated_line(path, encoding, layout)
+    )
     if headers_repeated:
         result.warn(
             f"{path}: {headers_repeated} repeated header lines (files appended to one "
@@ -528,6 +612,56 @@ def _read_csv(
     if state.samples == kept_before:
         result.warn(f"{path}: the file holds no sample that could be read.")
     log.info("read %s (%d samples)", path, state.samples - kept_before)
+
+
+def _file_aggregated(
+    path: Path, state: _State, first_line: Callable[[], int | None]
+) -> None:
+    """Keep the count of one file's rows with a SampleCount above 1, when any."""
+    found, state.pending = state.pending, _Aggregated(path)
+    if found.rows:
+        found.path = path
+        found.first_line = first_line()
+        state.aggregated.append(found)
+
+
+_INTEGER = re.compile(r"-?\d{1,18}")
+
+
+def _first_aggregated_line(path: Path, encoding: str, layout: _Layout) -> int | None:
+    """The line of a CSV JTL's first sample with a SampleCount above 1, or None.
+
+    A second pass with the csv module, stopping at that line: rows of the wrong
+    width, repeated headers, transaction controller samples and samples with
+    timestamp 0 are passed over, as the reader leaves them out.
+    """
+    names = layout.names
+    width = len(names)
+    at = names.index("SampleCount")
+    message_at = names.index("responseMessage") if "responseMessage" in names else None
+    stamp_at = names.index("timeStamp")
+    stream, raw = _open_raw(path)
+    try:
+        text = io.TextIOWrapper(stream, encoding=encoding, newline="")
+        reader = csv.reader(text, delimiter=layout.delimiter)
+        if layout.header:
+            next(reader, None)
+        start_line = reader.line_num + 1
+        for record in reader:
+            line, start_line = start_line, reader.line_num + 1
+            if len(record) != width or record[stamp_at].strip() in ("0", "timeStamp"):
+                continue
+            if message_at is not None and record[message_at].startswith(_TRANSACTION):
+                continue
+            count = record[at].strip()
+            if _INTEGER.fullmatch(count) and int(count) > 1:
+                return line
+    except (csv.Error, UnicodeDecodeError) as exc:
+        log.info("%s: second pass stopped (%s)", path, exc)
+    finally:
+        stream.close()
+        raw.close()
+    return None
 
 
 def _file_layout(path: Path, encoding: str) -> _Layout:
@@ -710,6 +844,7 @@ def _canonical(
 
     # The canonical rows
     rows = table.filter(keep)
+    state.pending.count(rows)
     label = label.filter(keep)
     ok = pc.equal(success.filter(keep), "true")
     code = pc.utf8_trim_whitespace(_column(rows, "responseCode"))
@@ -882,6 +1017,8 @@ _XML_FIELDS = {
     "s": "success",
     "by": "bytes",
     "na": "allThreads",
+    "sc": "SampleCount",
+    "ec": "ErrorCount",
 }
 
 
@@ -925,13 +1062,115 @@ def _read_xml(path: Path, sink: RequestSink, state: _State, result: Ingested) ->
     if not seen_root:
         raise InputError("This is not a JMeter XML result file.", path)
     if dropped:
+        lines = _xml_sample_lines(path, _unreadable_sample, _SHOWN_LINES)
+        shown = ", ".join(str(n) for n in lines)
+        more = f" and {dropped - len(lines)} more" if dropped > len(lines) else ""
+        where = f", at line {shown}{more}" if lines else ""
         result.warn(
             f"{path}: {dropped} samples with a missing or non-numeric ts, t or s "
-            "attribute were skipped."
+            f"attribute were skipped{where}; they are not in the request counts. "
+            "JMeter writes all three on every sample: the file may have been edited "
+            "or written by another tool."
         )
+    _file_aggregated(
+        path,
+        state,
+        lambda: next(iter(_xml_sample_lines(path, _aggregated_sample, 1)), None),
+    )
     if state.samples == kept_before:
         result.warn(f"{path}: the file holds no sample that could be read.")
     log.info("read %s (%d samples)", path, state.samples - kept_before)
+
+
+class _Enough(Exception):
+    """Stops a second pass over an XML file once it has found what it looks for."""
+
+
+def _xml_sample_lines(
+    path: Path, wanted: Callable[[dict[str, str]], bool], limit: int
+) -> list[int]:
+    """The lines where the first ``limit`` samples ``wanted`` picks start.
+
+    A second pass over an XML JTL with :mod:`xml.parsers.expat`, whose handlers
+    know the line each element starts at (``iterparse`` does not tell it). The
+    samples are those :func:`_xml_samples` reads: the top-level ones, a
+    transaction controller's parent replaced by the samples nested inside it.
+    ``wanted`` gets a sample's attributes. The pass stops at the first XML error,
+    as the reading does.
+    """
+    lines: list[int] = []
+    parser = expat.ParserCreate()
+    depth = 0
+    # Open sample elements, outermost first: (depth, attributes, line, children)
+    open_samples: list[tuple[int, dict[str, str], int, list]] = []
+
+    def visit(node: tuple[int, dict[str, str], int, list]) -> None:
+        _, attributes, line, children = node
+        if attributes.get("rm", "").startswith(_TRANSACTION) and children:
+            for child in children:
+                visit(child)
+            return
+        if wanted(attributes):
+            lines.append(line)
+            if len(lines) >= limit:
+                raise _Enough
+
+    def start(tag: str, attributes: dict[str, str]) -> None:
+        nonlocal depth
+        depth += 1
+        if tag not in _SAMPLE_TAGS:
+            return
+        if depth == 2 or (open_samples and open_samples[-1][0] == depth - 1):
+            node = (depth, attributes, parser.CurrentLineNumber, [])
+            if open_samples:
+                open_samples[-1][3].append(node)
+            open_samples.append(node)
+
+    def end(tag: str) -> None:
+        nonlocal depth
+        if open_samples and open_samples[-1][0] == depth:
+            node = open_samples.pop()
+            if not open_samples:
+                visit(node)
+        depth -= 1
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    stream, raw = _open_raw(path)
+    try:
+        parser.ParseFile(stream)
+    except _Enough:
+        pass
+    except expat.ExpatError as exc:
+        log.info("%s: second pass stopped (%s)", path, exc)
+    finally:
+        stream.close()
+        raw.close()
+    return lines
+
+
+def _readable_sample(attributes: dict[str, str]) -> bool:
+    """Whether an XML sample has the numeric ts and t and the s the reader needs."""
+    return (
+        _INTEGER.fullmatch(attributes.get("ts", "").strip()) is not None
+        and _INTEGER.fullmatch(attributes.get("t", "").strip()) is not None
+        and attributes.get("s", "").strip().lower() in ("true", "false")
+    )
+
+
+def _unreadable_sample(attributes: dict[str, str]) -> bool:
+    return not _readable_sample(attributes)
+
+
+def _aggregated_sample(attributes: dict[str, str]) -> bool:
+    """Whether an XML sample is read and stands for several (``sc`` above 1)."""
+    count = attributes.get("sc", "").strip()
+    return (
+        _readable_sample(attributes)
+        and int(attributes["ts"]) != 0
+        and _INTEGER.fullmatch(count) is not None
+        and int(count) > 1
+    )
 
 
 def _flush_xml(
@@ -1122,6 +1361,23 @@ def _read_csv_fast(
     def trim(sql: str) -> str:
         return f"regexp_replace({sql}, '^{_WS}+|{_WS}+$', '', 'g')"
 
+    def integer(name: str) -> str:
+        # as _integers reads one: null unless an optionally negative integer
+        value = trim(text(name))
+        return (
+            f"CASE WHEN regexp_full_match({value}, '-?[0-9]{{1,18}}') "
+            f"THEN CAST({value} AS BIGINT) END"
+        )
+
+    counted = "SampleCount" in types
+    counts = (
+        f", {integer('SampleCount')} AS sample_count, "
+        f"{integer('ErrorCount')} AS error_count"
+        if counted
+        else ""
+    )
+    kept_counts = ", sample_count, error_count" if counted else ""
+
     success = text("success") if "success" in types else "'true'"
     failure = trim(text("failureMessage"))
     code, message = text("responseCode"), text("responseMessage")
@@ -1154,7 +1410,7 @@ def _read_csv_fast(
                    CASE WHEN {success} = 'false' THEN {error_text} END AS problem,
                    {text("threadName")} AS thread, {number("bytes")} AS bytes,
                    {number("allThreads")} AS all_threads,
-                   starts_with({message}, '{_TRANSACTION}') AS transaction
+                   starts_with({message}, '{_TRANSACTION}') AS transaction{counts}
             FROM raw
         )
         SELECT ts_ms, elapsed, label, code,
@@ -1163,7 +1419,7 @@ def _read_csv_fast(
                success = 'true' AS ok, success NOT IN ('true', 'false') AS odd,
                thread, bytes, all_threads, transaction,
                CASE WHEN regexp_full_match(problem, '{_WS}*') THEN NULL
-                    ELSE problem END AS error
+                    ELSE problem END AS error{kept_counts}
         FROM rows
         ) TO {sql_path(target)} (FORMAT parquet, COMPRESSION uncompressed)""",
         bar,
@@ -1237,6 +1493,25 @@ def _read_csv_fast(
     if len(per_second["second"]):
         index = pd.to_datetime(np.asarray(per_second["second"]), unit="ms", utc=True)
         state.users = pd.Series(np.asarray(per_second["users"]), index=index)
+    if counted:
+        rows, samples, errors, missing = con.execute(
+            """SELECT count(*), sum(sample_count), sum(error_count),
+                      count(*) FILTER (WHERE error_count IS NULL)
+               FROM jtl_rows WHERE NOT transaction AND sample_count > 1"""
+        ).fetchall()[0]
+        if rows:
+            has_errors = "ErrorCount" in types
+            state.aggregated.append(
+                _Aggregated(
+                    path,
+                    rows=rows,
+                    samples=int(samples),
+                    errors=int(errors or 0),
+                    errors_missing=missing if has_errors else 0,
+                    has_error_count=has_errors,
+                    first_line=_first_aggregated_line(path, "utf-8", layout),
+                )
+            )
     result = Ingested(tool="jmeter", fmt="jmeter-csv", files=[path])
     state.report(result)
     result.meta["request_rows"] = kept

@@ -34,6 +34,13 @@ same tags and the same timestamp, one after the other. A request is the
 * Requests of ``setup()`` and ``teardown()`` (group ``::setup`` / ``::teardown``) are
   left out of the requests and counted in ``run.json`` as
   ``setup_teardown_requests``.
+* Whole-second timestamps (CSV ``timeFormat`` unix or rfc3339) are k6's times cut
+  down to the second: a :class:`~perflab.errors.PrecisionWarning` says so, and
+  ``run.json`` records ``timestamp_resolution_s``. When all requests end within one
+  second, the run's end is widened to the end of that second (the latest the
+  timestamps allow), ``duration_s`` is taken from it, ``requests_span_s`` keeps the
+  requests' own span, and the warning says that a throughput over that span is
+  not meaningful.
 
 Reading large files
 -------------------
@@ -305,6 +312,9 @@ class _Collector:
         self.origins: Counter[str] = Counter()
         self.thresholds: list[dict[str, Any]] = []
         self.checks: dict[tuple[str, str], list[int]] = {}
+        #: The files whose samples' times are whole seconds (timeFormat unix or
+        #: rfc3339), by name
+        self.whole_second_files: list[str] = []
         self._carry: pd.DataFrame | None = None
 
     def add(self, batch: pd.DataFrame) -> None:
@@ -452,6 +462,40 @@ class _Collector:
         self.start = first if self.start is None else min(self.start, first)
         self.end = last if self.end is None else max(self.end, last)
 
+    def _widen_to_resolution(self, result: Ingested) -> str | None:
+        """Widen the run's span to whole seconds when the requests fit in one.
+
+        k6 cuts a whole-second time down to its second, and stamps a sample when
+        its request ends: every request stamped second S ended within [S, S + 1).
+        When the requests' own times span less than that second, their span says
+        nothing about the run's length (three requests within 7 ms would be
+        413 requests/s), so the run's end is taken to the end of the last second
+        stamped, the latest end the timestamps allow. Returns what was done, for
+        the warning about the whole-second timestamps, or None.
+        """
+        if self.start is None or self.end is None or self.requests == 0:
+            return None
+        measured = (self.end - self.start).total_seconds()
+        if measured >= 1.0 or self.end != self.end.floor("s"):
+            return None
+        meta = result.meta
+        meta["end"] = self.end + pd.Timedelta(seconds=1)
+        meta["duration_s"] = round((meta["end"] - self.start).total_seconds(), 3)
+        meta["requests_span_s"] = round(measured, 6)
+        widened = meta["duration_s"]
+        own = self.requests / max(measured, 1e-3)
+        return (
+            f"All {self.requests} request(s) end within one second "
+            f"({self.end:%Y-%m-%d %H:%M:%S} UTC), so their own times span only "
+            f"{measured:.3f} s, less than the timestamps' 1 s resolution: the run's "
+            "end was widened to the end of that second, and its duration in "
+            f"run.json is {widened:.3f} s instead of {measured:.3f} s. Throughput "
+            f"over the requests' own span ({own:,.0f} requests/s) is not "
+            "meaningful; over the widened span it is "
+            f"{self.requests / widened:.3g} requests/s, a lower bound no more exact "
+            "than the 1 s timestamps."
+        )
+
     def finish(self, result: Ingested) -> None:
         """Fill the result's metadata and issue the run-wide warnings."""
         meta = result.meta
@@ -459,6 +503,15 @@ class _Collector:
             meta["start"] = self.start
             meta["end"] = self.end
             meta["duration_s"] = round((self.end - self.start).total_seconds(), 3)
+        widening = None
+        if self.whole_second_files:
+            meta["timestamp_resolution_s"] = 1.0
+            widening = self._widen_to_resolution(result)
+        for i, name in enumerate(self.whole_second_files):
+            message = _whole_seconds_message(name)
+            if widening is not None and i == len(self.whole_second_files) - 1:
+                message += " " + widening
+            result.warn(message, PrecisionWarning)
         if self.users:
             series = pd.concat(self.users, ignore_index=True)
             series = series.sort_values("ts", kind="stable")
@@ -508,6 +561,14 @@ class _Collector:
             self.requests,
             self.setup_teardown,
         )
+
+
+def _whole_seconds_message(name: str) -> str:
+    return (
+        f"{name}: k6 wrote whole-second timestamps (timeFormat unix or rfc3339), so "
+        "request start times are only accurate to about 1 s; use --out csv with "
+        "timeFormat=unix_micro for finer series."
+    )
 
 
 def _text(column: pd.Series) -> pd.Series:
@@ -667,12 +728,7 @@ def _read_csv(
     bad.add(n for n in skipped if n > 0)
     bad.report(result)
     if seconds_only:
-        result.warn(
-            f"{path.name}: k6 wrote whole-second timestamps (timeFormat unix or "
-            "rfc3339), so request start times are only accurate to about 1 s; use "
-            "--out csv with timeFormat=unix_micro for finer series.",
-            PrecisionWarning,
-        )
+        collector.whole_second_files.append(path.name)
     log.info("read %s (%d CSV rows)", path, rows_seen)
 
 
@@ -1389,20 +1445,23 @@ def _read_csv_fast(
     if progress is not None:
         progress.update(progress.total - progress.n)
     result = Ingested(tool="k6", fmt="k6-csv", files=[path])
-    if con.execute("SELECT bool_or(whole_seconds) FROM k6_timed").fetchall()[0][0]:
-        result.warn(
-            f"{path.name}: k6 wrote whole-second timestamps (timeFormat unix or "
-            "rfc3339), so request start times are only accurate to about 1 s; use "
-            "--out csv with timeFormat=unix_micro for finer series.",
-            PrecisionWarning,
-        )
-    _fast_meta(con, result)
+    whole_seconds = bool(
+        con.execute("SELECT bool_or(whole_seconds) FROM k6_timed").fetchall()[0][0]
+    )
+    _fast_meta(con, result, [path.name] if whole_seconds else [])
     log.info("read %s with DuckDB (%d wanted samples)", path, count)
     return result
 
 
-def _fast_meta(con: duckdb.DuckDBPyConnection, result: Ingested) -> None:
-    """The run metadata and warnings of :meth:`_Collector.finish`, from SQL."""
+def _fast_meta(
+    con: duckdb.DuckDBPyConnection,
+    result: Ingested,
+    whole_second_files: list[str] | None = None,
+) -> None:
+    """The run metadata and warnings of :meth:`_Collector.finish`, from SQL.
+
+    ``whole_second_files`` names the files whose samples' times are whole seconds.
+    """
     (requests, apart, start_ns, end_ns) = con.execute(
         """SELECT count(*) FILTER (WHERE NOT apart), count(*) FILTER (WHERE apart),
                   min(start_ns) FILTER (WHERE NOT apart),
@@ -1410,6 +1469,7 @@ def _fast_meta(con: duckdb.DuckDBPyConnection, result: Ingested) -> None:
            FROM k6_requests"""
     ).fetchall()[0]
     collector = _Collector(sink=None)
+    collector.whole_second_files = list(whole_second_files or [])
     collector.requests = requests
     collector.setup_teardown = apart
     for rule, n in con.execute(

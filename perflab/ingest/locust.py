@@ -37,6 +37,14 @@ nearest 10 ms, from 1,000 ms to the nearest 100 ms and from 10,000 ms to the nea
 comes from that histogram; min, max and mean come from the unrounded times. A
 percentile can therefore lie a little above the max or below the min, which this reader
 reports as a :class:`~perflab.errors.PrecisionWarning` and leaves as imported.
+
+Runs without requests
+---------------------
+When no file of the set holds a request (a header-only file given on its own, a
+stats file whose rows count 0 requests, exceptions alone), a
+:class:`~perflab.errors.DataWarning` names each file and says the run has no request
+data. A header-only file beside files with data is normal (a run without failures
+writes its failures file with the header alone) and is not reported.
 """
 
 from __future__ import annotations
@@ -336,12 +344,64 @@ def _read_csv_set(files: list[Path], encoding: str | None) -> Ingested:
         _read_failures(by_kind["failures"], result)
     if "exceptions" in by_kind:
         _read_exceptions(by_kind["exceptions"], result)
+    _warn_without_requests(tables, result)
     log.info(
         "read Locust %s export: %s",
         result.tool_version,
         ", ".join(t.path.name for t in tables),
     )
     return result
+
+
+def _has_requests(result: Ingested) -> bool:
+    """Whether any table read holds request data: a request or failure counted."""
+    for frame in (result.endpoints, result.intervals):
+        if frame is not None and "requests" in frame and frame["requests"].gt(0).any():
+            return True
+    return result.errors is not None and not result.errors.empty
+
+
+def _warn_without_requests(tables: list[_Table], result: Ingested) -> None:
+    """Warn, naming each file, when the whole set holds no request data.
+
+    A header-only file beside files with data is normal (a run without failures
+    writes a failures file with its header alone), so nothing is said then.
+    """
+    if _has_requests(result):
+        return
+    for table in tables:
+        if not table.rows:
+            todo = (
+                "Ingest the run's _stats.csv or _stats_history.csv with it."
+                if table.kind in ("failures", "exceptions")
+                else "Locust writes a row as soon as the run starts, so the file was "
+                "probably cut short or the run stopped at once."
+            )
+            result.warn(
+                f"{table.path}: the file holds no requests (a header only, no data "
+                "rows), and no other file given holds any: the run has no request "
+                f"data to analyse. {todo}",
+                DataWarning,
+            )
+        elif table.kind == "exceptions":
+            result.warn(
+                f"{table.path}: the file lists {len(table.rows)} exceptions raised in "
+                "user code but no requests, and no other file given holds any: the "
+                "run has no request data to analyse. Ingest the run's _stats.csv or "
+                "_stats_history.csv with it.",
+                DataWarning,
+            )
+        else:
+            rows = len(table.rows)
+            where = "its one row" if rows == 1 else f"any of its {rows} rows"
+            result.warn(
+                f"{table.path}: the run holds 0 requests: Locust counted no request "
+                f"in {where}, so there are no "
+                "latencies, error rates or throughput to analyse. Check that the "
+                "users reached the host (a wrong --host, or a run stopped before "
+                "its first request).",
+                DataWarning,
+            )
 
 
 def _parse_csv(path: Path, encoding: str | None, result: Ingested) -> _Table:
@@ -564,7 +624,12 @@ def _read_stats(
     tables = [t for t in (stats, distribution) if t is not None]
     for table in tables:
         _check_percentiles(frame, table, result)
-    if OVERALL not in set(frame["endpoint"]):
+    # A header-only file in a set without data is warned about as holding no
+    # requests (see _warn_without_requests).
+    history_rows = result.intervals is not None and not result.intervals.empty
+    if OVERALL not in set(frame["endpoint"]) and (
+        history_rows or any(t.rows for t in tables)
+    ):
         result.warn(
             f"{tables[0].path}: there is no Aggregated/Total row, so the endpoints "
             "table has no Overall row.",
@@ -1013,6 +1078,13 @@ def _json_result(path: Path, entries: list[dict[str, Any]]) -> Ingested:
         result.meta["end"] = pd.Timestamp(max(ends), unit="s", tz="UTC")
         result.meta["duration_s"] = round(span, 3)
 
+    if not any(e["num_requests"] for e in entries):
+        where = "its one entry" if len(entries) == 1 else f"its {len(entries)} entries"
+        result.warn(
+            f"{path}: the run holds 0 requests: none of {where} counts a request, "
+            "so there are no latencies, error rates or throughput to analyse.",
+            DataWarning,
+        )
     rows = [_json_endpoint(e, e.get("method"), e["name"], span) for e in entries]
     if entries:
         rows.append(_json_endpoint(_merge_entries(entries), None, "Aggregated", span))
