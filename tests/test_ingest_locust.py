@@ -94,7 +94,7 @@ def test_corpus_all_timeouts_stats(corpus, store):
 def test_corpus_gbk_chinese_failures(corpus, store):
     path = corpus / "locust" / "gbk_chinese_failures.csv"
     rows = _rows(path, encoding="gbk")
-    run, _ = _ingest([path], store)
+    run, _ = _ingest([path], store, expect={DataWarning})
 
     errors = run.table("errors")
     assert len(errors) == len(rows) == 51
@@ -118,7 +118,7 @@ def test_corpus_gbk_chinese_failures(corpus, store):
 def test_corpus_gbk_name_stats(corpus, store):
     path = corpus / "locust" / "gbk_name_stats.csv"
     rows = _rows(path, encoding="gbk")
-    run, _ = _ingest([path], store)
+    run, _ = _ingest([path], store, expect={DataWarning})
 
     table = _by_endpoint(run)
     assert list(table.index) == ["GET get接口", OVERALL]
@@ -387,7 +387,7 @@ def test_corpus_gbk_run_under_one_prefix(corpus, store, tmp_path):
         ("header_only_failures.csv", "locust_failures.csv"),
     ):
         (folder / target).write_bytes((corpus / "locust" / source).read_bytes())
-    run, _ = _ingest([folder], store)
+    run, _ = _ingest([folder], store, expect={DataWarning})
 
     assert "GET get接口" in set(run.table("endpoints")["endpoint"])
     assert run.table("intervals")["requests"].sum() == 15
@@ -534,7 +534,7 @@ def test_gbk_text_is_detected(store, tmp_path):
     path = tmp_path / "cn_failures.csv"
     text = 'Method,Name,Error,Occurrences\r\nGET,接口,"HTTPError: 500",3\r\n'
     path.write_bytes(text.encode("gbk"))
-    run, _ = _ingest([path], store)
+    run, _ = _ingest([path], store, expect={DataWarning})
     errors = run.table("errors")
     assert errors["name"].tolist() == ["接口"]
     assert errors["status"].tolist() == [500]

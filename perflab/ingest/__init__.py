@@ -379,7 +379,11 @@ def _write_tables(
         provided = getattr(result, name)
         if span is not None and name != "resources":
             if name == "endpoints":
-                frame = _endpoint_sql(con, span[2])
+                seconds = span[2]
+                if "requests_span_s" in result.meta:
+                    # the reader widened a span its coarse timestamps cannot measure
+                    seconds = max(seconds, float(result.meta["duration_s"]))
+                frame = _endpoint_sql(con, seconds)
             elif name == "intervals":
                 interval_s = statistics.interval_length(span[2])
                 frame = _interval_sql(con, users, interval_s)

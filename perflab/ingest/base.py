@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import functools
 import gzip
+import hashlib
 import io
 import logging
 import os
@@ -22,6 +23,7 @@ import time
 import unicodedata
 import warnings
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,8 @@ class Ingested:
     meta
         Fields for ``run.json``: ``start``, ``end`` (UTC timestamps), ``duration_s``,
         ``peak_users``, ``scenario``, ``host``, ``stages``, ``thresholds`` ...
+        ``guessed_encodings`` (file name: codec) is filled in by
+        :func:`detect_encoding` for the files whose encoding it guessed.
     warnings
         Caveats to show in the report (each one has also been issued as a warning).
     """
@@ -295,13 +299,13 @@ def detect_encoding(path: Path, sample_size: int = 1 << 20) -> str:
     of ``charset_normalizer``. Each candidate that decodes the bytes is scored by
     how plausible its text is (see :func:`_plausibility`), and the best one is
     taken. Readings that score within :data:`_TIE` of the best are told apart
-    by evidence, then by preference: a Korean or Japanese reading wins when it
-    shows at least :data:`_EVIDENCE` distinct Hangul or kana characters, which
-    other bytes rarely turn into by chance; otherwise GB18030, the usual case
-    (load generators write in their machine's code page, GBK on a
+    by evidence, then by preference. A Korean or Japanese reading wins when it
+    shows at least :data:`_EVIDENCE` distinct characters that other bytes rarely
+    turn into by chance (see :class:`_Family`); otherwise GB18030 wins, the
+    usual case (load generators write in their machine's code page, GBK on a
     Chinese-locale Windows), then cp1252, CP949, cp932, then the detector's
-    guesses in its own order. So Japanese written in kanji only, or Korean with
-    only a few distinct syllables, is read as GB18030 when it is valid GBK.
+    guesses in its own order. So Japanese written in kanji only, or a Korean
+    name of a syllable or two, is read as GB18030 when it is valid GBK.
 
     A guess is not a certainty: a short Korean name can be valid GBK, and text in
     a Western code page other than cp1252 reads as cp1252. So every guessed
@@ -331,32 +335,32 @@ def detect_encoding(path: Path, sample_size: int = 1 << 20) -> str:
         if exc.start >= len(sample) - 3 and len(sample) == sample_size:
             return "utf-8"
     key = _key(path)
-    stat = os.stat(path)
-    stamp = (stat.st_size, stat.st_mtime_ns, sample_size)
+    stamp = hashlib.blake2b(sample, digest_size=16).digest()
     known = _guesses.recent.get(key)
     if known is not None and known[0] == stamp:  # read again, as by a fast path
-        _hand_over(key, known[1], known[2])
-        return known[1]
-    readings = _readings(sample, whole=len(sample) < sample_size)
-    if not readings:
-        raise InputError(
-            "The file's text encoding could not be recognised; give it with "
-            "--encoding (for example --encoding gbk or --encoding latin-1).",
+        _, encoding, message = known
+    else:
+        readings = _readings(sample, whole=len(sample) < sample_size)
+        if not readings:
+            raise InputError(
+                "The file's text encoding could not be recognised; give it with "
+                "--encoding (for example --encoding gbk or --encoding latin-1).",
+                path,
+            )
+        chosen = _choose(readings)
+        log.info(
+            "%s: text encoding guessed as %s (%s)",
             path,
+            chosen.encoding,
+            ", ".join(f"{r.encoding} {r.score:.2f}" for r in readings),
         )
-    chosen = _choose(readings)
-    log.info(
-        "%s: text encoding guessed as %s (%s)",
-        path,
-        chosen.encoding,
-        ", ".join(f"{r.encoding} {r.score:.2f}" for r in readings),
-    )
-    message = _guess_message(path, chosen)
-    warnings.warn(message, DataWarning, stacklevel=2)
-    _guesses.recent[key] = (stamp, chosen.encoding, message)
-    _trim(_guesses.recent)
-    _hand_over(key, chosen.encoding, message)
-    return chosen.encoding
+        encoding, message = chosen.encoding, _guess_message(path, chosen)
+        _guesses.recent[key] = (stamp, encoding, message)
+        _trim(_guesses.recent)
+    if not _reported(key, message):
+        warnings.warn(message, DataWarning, stacklevel=2)
+    _hand_over(key, encoding, message)
+    return encoding
 
 
 _BOMS = (
@@ -377,14 +381,16 @@ _DETECTOR_GUESSES = 3
 #: Readings whose scores differ by less than this are equally plausible.
 _TIE = 0.02
 
-#: Distinct Hangul or kana characters a Korean or Japanese reading needs to win a
-#: tie. About 60% of the common Chinese characters have GBK codes that CP949 reads
-#: as Hangul, so Chinese text with 6 distinct characters reads as pure Hangul
-#: about once in 20.
-_EVIDENCE = 6
+#: Distinct evidence characters (see :class:`_Family`) a Korean or Japanese
+#: reading needs to win a tie with GB18030. Chinese text reads as Korean with 3
+#: distinct open syllables (and no Chinese character) less than once in 300.
+_EVIDENCE = 3
+
+#: A best score below this makes the guess an uncertain one (said in the warning).
+_UNCERTAIN = 0.8
 
 #: Non-ASCII characters scored per reading, at most (for speed).
-_SCORED_CHARS = 50_000
+_SCORED_CHARS = 10_000
 
 #: Human names of the candidates, for the warning.
 _LANGUAGES = {
@@ -402,14 +408,19 @@ class _Family:
     ``scripts`` are the scripts of its letters (empty for the alphabetic,
     single-byte code pages, whose letters are judged by word shape); ``core`` is
     the codec of the national standard a multi-byte code page extends, whose
-    characters are the common ones; ``own`` is a script only this language is
-    written in (Hangul, kana), whose characters are evidence for it: other bytes
-    rarely read as that script by chance, while they readily read as Han.
+    characters are the common ones; ``evidence`` tells the characters that are
+    evidence for the language, being what other bytes rarely turn into.
+
+    GBK bytes read as Han whatever they are, so Han is no evidence. Kana is: it
+    comes from GBK bytes only by way of rare GBK characters. Hangul is, when it
+    is Hangul without a final consonant: about 60% of the common Chinese
+    characters have GBK codes that CP949 reads as Hangul, but only about 15% of
+    those are open syllables, while about half of Korean syllables are.
     """
 
     scripts: frozenset[str] = frozenset()
     core: str | None = None
-    own: str | None = None
+    evidence: Callable[[str], bool] | None = None
 
 
 _ALPHABETIC = _Family()
@@ -419,10 +430,12 @@ _FAMILIES = {
     ("gb", "hz"): _Family(frozenset({"HAN", "FULLWIDTH"}), "gb2312"),
     ("big5", "cp950"): _Family(frozenset({"HAN", "FULLWIDTH"}), "big5"),
     ("cp949", "euc_kr", "johab", "iso2022_kr"): _Family(
-        frozenset({"HANGUL", "FULLWIDTH"}), "euc_kr", "HANGUL"
+        frozenset({"HANGUL", "FULLWIDTH"}), "euc_kr", lambda c: _open_syllable(c)
     ),
     ("cp932", "shift_jis", "euc_j", "iso2022_jp"): _Family(
-        frozenset({"HAN", "KANA", "FULLWIDTH"}), "shift_jis", "KANA"
+        frozenset({"HAN", "KANA", "FULLWIDTH"}),
+        "shift_jis",
+        lambda c: _script(c) == "KANA",
     ),
 }
 
@@ -492,8 +505,8 @@ def _plausibility(text: str, family: _Family) -> tuple[float, int]:
     """How plausible ``text`` is as text in an encoding of ``family``.
 
     Returns the share of its non-ASCII characters that are plausible, and the
-    number of distinct plausible letters of the family's own script (Hangul,
-    kana), the evidence for the encoding.
+    number of distinct plausible characters that are evidence for the family
+    (see :class:`_Family`).
 
     A character is plausible when it is of a script the encoding's language is
     written in and sits where such characters sit in real text:
@@ -517,7 +530,7 @@ def _plausibility(text: str, family: _Family) -> tuple[float, int]:
     Control, private-use and unassigned characters are never plausible.
     """
     good = total = 0
-    letters: set[str] = set()
+    evident: set[str] = set()
     for island in _NON_ASCII.finditer(text):
         start, end = island.span()
         run = island.group()
@@ -531,11 +544,11 @@ def _plausibility(text: str, family: _Family) -> tuple[float, int]:
                 ok = _east_asian_ok(run, i, before, after, family)
             if ok:
                 good += 1
-                if family.own is not None and _script(char) == family.own:
-                    letters.add(char)
+                if family.evidence is not None and family.evidence(char):
+                    evident.add(char)
         if total >= _SCORED_CHARS:
             break
-    return (good / total if total else 1.0), len(letters)
+    return (good / total if total else 1.0), len(evident)
 
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
@@ -588,6 +601,12 @@ def _alphabetic_ok(run: str, i: int, before: str, after: str) -> bool:
     return not touches_ascii and len(word) >= 2
 
 
+def _open_syllable(char: str) -> bool:
+    """Whether ``char`` is a Hangul syllable without a final consonant."""
+    offset = ord(char) - 0xAC00
+    return 0 <= offset < 11172 and offset % 28 == 0
+
+
 def _letter(char: str) -> bool:
     return unicodedata.category(char)[0] in "LM"
 
@@ -599,6 +618,8 @@ def _ascii_letter(char: str) -> bool:
 @functools.lru_cache(maxsize=8192)
 def _script(char: str) -> str:
     """The script of a letter, from its Unicode name: LATIN, HAN, HANGUL, KANA ..."""
+    if char <= "\u00ff" and char.isalpha():  # with ª, µ and º of Latin-1
+        return "LATIN"
     name = unicodedata.name(char, "")
     if name.startswith(("CJK ", "IDEOGRAPHIC ")):
         return "HAN"
@@ -628,14 +649,15 @@ class _Guesses(threading.local):
     for; each result registers here when made, and a guess goes to the live
     results that list the file, or waits (``pending``) for the one made next.
     ``recent`` keeps the last guesses, so that a file read twice (a fast path
-    that declines it, then the streaming reader) is guessed and reported once.
+    that declines it, then the streaming reader) is guessed once; it is warned
+    of once as long as the guess is pending or held by a result.
     Per thread, as one ingest runs on one thread.
     """
 
     def __init__(self) -> None:
         self.results: list[weakref.ref[Ingested]] = []
         self.pending: dict[Path, tuple[str, str]] = {}
-        self.recent: dict[Path, tuple[tuple[int, int, int], str, str]] = {}
+        self.recent: dict[Path, tuple[bytes, str, str]] = {}
 
 
 _guesses = _Guesses()
@@ -658,7 +680,11 @@ def _guess_message(path: Path, reading: _Reading) -> str:
     encoding = reading.encoding
     language = _LANGUAGES.get(encoding)
     named = f"{encoding} ({language})" if language else encoding
-    doubt = " It is an uncertain guess." if reading.score < 0.8 else ""
+    doubt = (
+        " The guess is uncertain: no encoding tried gives plausible text."
+        if reading.score < _UNCERTAIN
+        else ""
+    )
     return (
         f"{path}: the file is not UTF-8; its text encoding was guessed to be "
         f"{named}.{doubt} If names or messages look wrong, give the encoding with "
@@ -666,13 +692,26 @@ def _guess_message(path: Path, reading: _Reading) -> str:
     )
 
 
-def _hand_over(key: Path, encoding: str, message: str) -> None:
-    """Give a guess to the live results that read the file, else keep it."""
-    owners = [
+def _owners(key: Path) -> list[Ingested]:
+    """The live results that read the file."""
+    return [
         result
         for ref in _guesses.results
         if (result := ref()) is not None and key in {_key(p) for p in result.files}
     ]
+
+
+def _reported(key: Path, message: str) -> bool:
+    """Whether this ingest was already warned of the guess (the file read twice)."""
+    pending = _guesses.pending.get(key)
+    if pending is not None and pending[1] == message:
+        return True
+    return any(message in result.warnings for result in _owners(key))
+
+
+def _hand_over(key: Path, encoding: str, message: str) -> None:
+    """Give a guess to the live results that read the file, else keep it."""
+    owners = _owners(key)
     for result in owners:
         result._note_encoding(key, encoding, message)
     if not owners:
