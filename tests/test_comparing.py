@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pandas as pd
 import pytest
-from realruns import SERVICE_MS, steady_runs
+from realruns import QUERY, SERVICE_MS, steady_runs
 from runfactory import ENDPOINTS, make_run
 
 from perflab import comparing
@@ -385,13 +385,17 @@ def test_compare_notebook_runs_under_papermill(a_b, tmp_path):
 
 
 @pytest.mark.slow
-def test_real_a_a_runs_of_the_same_service_pass_the_gate(tmp_path):
-    # Locust brings the users up in about 4 s, so each run holds about 6 s of
-    # steady state: with the warm-up, some 30 s. The extended tests repeat it.
-    runs = steady_runs(tmp_path, SERVICE_MS, 2, "1s:5,10s:5")
-    comparison = compare(runs[0], runs[1])
+def test_a_real_service_slower_on_one_endpoint_is_found_slower(tmp_path):
+    # 20 % more service time on the listing's query; each run holds about 6 s of
+    # steady state, some 35 s of load with the two warm-ups. (Whether two runs of
+    # the same service pass is measured by benchmarks/real_a_a.py: between-run
+    # differences are not in the intervals; see the module docstring.)
+    (base,) = steady_runs(tmp_path, SERVICE_MS, 1, "1s:5,10s:5", "base")
+    (candidate,) = steady_runs(tmp_path, 1.2 * SERVICE_MS, 1, "1s:5,10s:5", "slower")
 
-    assert comparison.differences == []
+    comparison = compare(base, candidate)
     detail = render_comparison(comparison)
-    assert not set(comparison.endpoints["verdict"]) & {FASTER, SLOWER}, detail
-    assert regressions(comparison) == [], detail
+    assert comparison.differences == []
+    verdicts = comparison.endpoints.set_index("endpoint")["verdict"]
+    assert verdicts[QUERY] == SLOWER, detail
+    assert (QUERY, "p50") in {(r.endpoint, r.metric) for r in regressions(comparison)}
