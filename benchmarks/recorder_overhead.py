@@ -2,13 +2,16 @@
 
 Runs a FastHttpUser load (no think time) on loopback against a minimal keep-alive HTTP
 server, alternating runs without and with the recorder, and prints for each Locust's
-own request rate and the Locust process's CPU time per request. The server runs in its
-own process on uvloop so that Locust, not the server, is the bottleneck; check that the
-Locust CPU column is near 100 % (one core), else the rates compare the server.
+own request rate and the Locust process's CPU time per request, then the recorder's
+own CPU time per request measured in this process alone (the end-to-end rates of two
+processes sharing two cores vary by several percent from run to run; this does not).
+The server runs in its own process (on uvloop when it is installed) so that Locust,
+not the server, is the bottleneck; check that the Locust CPU column is near 100 % (one
+core), else the rates compare the server. A run with failed requests is refused.
 
 Usage::
 
-    python benchmarks/recorder_overhead.py [--seconds 15] [--users 20] [--repeats 3]
+    python benchmarks/recorder_overhead.py [--seconds 15] [--users 20] [--repeats 5]
 
 Not a test: it prints numbers for a person to read; the README quotes them.
 """
@@ -63,14 +66,27 @@ class _Answer(asyncio.Protocol):
 
 
 def _serve(port: int) -> None:
-    import uvloop
-
     async def main():
         loop = asyncio.get_running_loop()
         server = await loop.create_server(_Answer, "127.0.0.1", port)
         await server.serve_forever()
 
-    uvloop.run(main())
+    try:
+        import uvloop
+    except ImportError:  # the standard loop is slower, but still not the bottleneck
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
+
+
+def _wait_for(port: int, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise SystemExit(f"the benchmark's server did not start on port {port}")
 
 
 def _free_port() -> int:
@@ -111,6 +127,12 @@ def run_once(
     with open(run_dir / "locust_stats.csv", newline="") as handle:
         row = next(r for r in csv.DictReader(handle) if r["Name"] == "Aggregated")
     requests = int(row["Request Count"])
+    failures = int(row["Failure Count"])
+    if failures:
+        raise SystemExit(
+            f"{failures:,} of {requests:,} requests failed: the rates would measure "
+            "errors, not the recorder"
+        )
     rate = float(row["Requests/s"])
     cpu_s = usage.ru_utime + usage.ru_stime
     if record:
@@ -123,17 +145,40 @@ def run_once(
     return rate, 1e6 * cpu_s / max(requests, 1), 100 * cpu_s / wall
 
 
+def recorder_cpu_us(rows: int = 200_000) -> float:
+    """The recorder's own CPU time per request, in microseconds: its request handler
+    and its share of the once-a-second write, called in this process without
+    Locust, so none of the noise of two processes sharing two cores."""
+    from perflab.recording import Recorder
+
+    class Response:
+        status_code = 200
+
+    response = Response()
+    with tempfile.TemporaryDirectory() as tmp:
+        recorder = Recorder(Path(tmp) / "requests.csv")
+        started = time.process_time()
+        for i in range(rows):
+            recorder.on_request(
+                "GET", "/ping", 1.234567, 2, response=response, start_time=1e9 + i
+            )
+            if i % 10_000 == 9_999:
+                recorder.flush()
+        recorder.close()
+        return 1e6 * (time.process_time() - started) / rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--users", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
     port = _free_port()
     server = Process(target=_serve, args=(port,), daemon=True)
     server.start()
-    time.sleep(1.0)
+    _wait_for(port)
     host = f"http://127.0.0.1:{port}"
     results: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
     try:
@@ -166,6 +211,16 @@ def main() -> None:
         f"rate cost of the recorder:    {100 * (1 - with_recorder / base):.1f} %\n"
         f"CPU per request:              {cpu_base:.1f} us without, {cpu_rec:.1f} us "
         f"with ({100 * (cpu_rec / cpu_base - 1):+.1f} %)"
+    )
+    pairs = [
+        100 * (1 - w[0] / b[0])
+        for b, w in zip(results[False], results[True], strict=True)
+    ]
+    print(f"rate cost, run by run:        {', '.join(f'{p:+.1f} %' for p in pairs)}")
+    own = recorder_cpu_us()
+    print(
+        f"the recorder's own CPU:       {own:.2f} us per request, "
+        f"{100 * own / cpu_base:.1f} % of Locust's {cpu_base:.1f} us without it"
     )
 
 
