@@ -640,6 +640,24 @@ def _first_aggregated_line(path: Path, encoding: str, layout: _Layout) -> int | 
     at = names.index("SampleCount")
     message_at = names.index("responseMessage") if "responseMessage" in names else None
     stamp_at = names.index("timeStamp")
+    for line, record in _csv_records(path, encoding, layout):
+        if len(record) != width or record[stamp_at].strip() in ("0", "timeStamp"):
+            continue
+        if message_at is not None and record[message_at].startswith(_TRANSACTION):
+            continue
+        count = record[at].strip()
+        if _INTEGER.fullmatch(count) and int(count) > 1:
+            return line
+    return None
+
+
+def _csv_records(path: Path, encoding: str, layout: _Layout):
+    """A CSV JTL's records after its header, with the line each starts on.
+
+    For the second passes that find lines the DuckDB reader cannot tell; a record
+    the csv module or the codec cannot read ends the pass (logged), as it ends the
+    reader.
+    """
     stream, raw = _open_raw(path)
     try:
         text = io.TextIOWrapper(stream, encoding=encoding, newline="")
@@ -649,19 +667,12 @@ def _first_aggregated_line(path: Path, encoding: str, layout: _Layout) -> int | 
         start_line = reader.line_num + 1
         for record in reader:
             line, start_line = start_line, reader.line_num + 1
-            if len(record) != width or record[stamp_at].strip() in ("0", "timeStamp"):
-                continue
-            if message_at is not None and record[message_at].startswith(_TRANSACTION):
-                continue
-            count = record[at].strip()
-            if _INTEGER.fullmatch(count) and int(count) > 1:
-                return line
+            yield line, record
     except (csv.Error, UnicodeDecodeError) as exc:
         log.info("%s: second pass stopped (%s)", path, exc)
     finally:
         stream.close()
         raw.close()
-    return None
 
 
 def _file_layout(path: Path, encoding: str) -> _Layout:
@@ -707,40 +718,27 @@ def _malformed_lines(
         stamps.clear()
         stamp_lines.clear()
 
-    stream, raw = _open_raw(path)
-    try:
-        text = io.TextIOWrapper(stream, encoding=encoding, newline="")
-        reader = csv.reader(text, delimiter=layout.delimiter)
-        if layout.header:
-            next(reader, None)
-        start_line = reader.line_num + 1
-        for record in reader:
-            line, start_line = start_line, reader.line_num + 1
-            if not record:
-                continue
-            if len(record) != width:
-                lines.append(line)
-                continue
-            row = dict(zip(layout.names, record, strict=True))
-            stamp = row["timeStamp"].strip()
-            if stamp == "timeStamp":
-                continue
-            success = row.get("success", "true").strip().lower()
-            if not row["elapsed"].strip().lstrip("-").isdigit() or success not in (
-                "true",
-                "false",
-            ):
-                lines.append(line)
-                continue
-            stamps.append(stamp)
-            stamp_lines.append(line)
-            if len(stamps) >= 100_000:
-                check_stamps()
-    except (csv.Error, UnicodeDecodeError) as exc:
-        log.info("%s: second pass stopped (%s)", path, exc)
-    finally:
-        stream.close()
-        raw.close()
+    for line, record in _csv_records(path, encoding, layout):
+        if not record:
+            continue
+        if len(record) != width:
+            lines.append(line)
+            continue
+        row = dict(zip(layout.names, record, strict=True))
+        stamp = row["timeStamp"].strip()
+        if stamp == "timeStamp":
+            continue
+        success = row.get("success", "true").strip().lower()
+        if not row["elapsed"].strip().lstrip("-").isdigit() or success not in (
+            "true",
+            "false",
+        ):
+            lines.append(line)
+            continue
+        stamps.append(stamp)
+        stamp_lines.append(line)
+        if len(stamps) >= 100_000:
+            check_stamps()
     if stamps:
         check_stamps()
     return sorted(lines)
