@@ -254,10 +254,12 @@ def step_throughput(
 
     A *step* is a stretch of consecutive intervals of the ``Overall`` users series
     (``intervals`` table) with the same number of users. Its first ``settle_s``
-    seconds are left out, while the new users start, and so is its last interval:
-    users are sampled once per interval, so the next ramp may already have begun in
-    it. What remains, when at least ``min_hold_s`` long, is measured from the
-    per-request samples.
+    seconds are left out, while the new users start, and so are its last two
+    intervals: users are sampled once a second and an interval carries the last
+    sample taken before it starts, so the next ramp may have begun up to a sample
+    before the last interval labelled with this step, and the whole of that
+    interval may be under the next step's users. What remains, when at least
+    ``min_hold_s`` long, is measured from the per-request samples.
 
     Parameters
     ----------
@@ -296,7 +298,7 @@ def step_throughput(
     rows = []
     for users, start, end, last_s in _held_levels(overall):
         start = start + pd.Timedelta(seconds=settle_s)
-        end = end - pd.Timedelta(seconds=last_s)
+        end = end - pd.Timedelta(seconds=2 * last_s)
         seconds = (end - start).total_seconds()
         if seconds < min_hold_s:
             continue

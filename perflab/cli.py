@@ -255,6 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--out", type=Path, help="report folder (default reports/<run_id>)"
     )
+    analyze.add_argument(
+        "--whole",
+        action="store_true",
+        help="analyse the whole run, ramps included, instead of its steady state",
+    )
     analyze.set_defaults(func=cmd_analyze)
 
     check = commands.add_parser(
@@ -403,10 +408,10 @@ def cmd_ingest(args) -> int:
     return 0
 
 
-def _analyze(run, out: Path | None):
+def _analyze(run, out: Path | None, whole: bool = False):
     from perflab.notebooks import analyze
 
-    result = analyze(run, out_dir=out or DEFAULT_REPORTS / run.id)
+    result = analyze(run, out_dir=out or DEFAULT_REPORTS / run.id, whole=whole)
     print(f"report: {result.report_md}\nhtml:   {result.report_html}")
     return result
 
@@ -414,7 +419,7 @@ def _analyze(run, out: Path | None):
 def cmd_analyze(args) -> int:
     from perflab.store import open_run
 
-    _analyze(open_run(args.run, store=args.store), args.out)
+    _analyze(open_run(args.run, store=args.store), args.out, args.whole)
     return 0
 
 

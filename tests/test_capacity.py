@@ -192,7 +192,8 @@ def test_step_throughput_measures_each_level(store):
     steps = step_throughput(run)
     overall = steps[steps["endpoint"] == OVERALL]
     assert overall["users"].tolist() == [2, 4, 6, 8, 10]
-    assert (overall["seconds"] == 4).all()  # 6 s held - 1 s settling - last interval
+    # 6 s held - 1 s settling - the last two intervals
+    assert (overall["seconds"] == 3).all()
     expected = usl(overall["users"].to_numpy(), **TRUE)
     # Poisson counts over 4 s: within 4 standard deviations
     assert np.all(np.abs(overall["throughput"] - expected) < 4 * np.sqrt(expected / 4))
@@ -352,7 +353,9 @@ def test_real_step_load_peak_is_near_pool_size_over_service_time(tmp_path):
 
     assert fit.peak_throughput == pytest.approx(capacity, rel=0.15), fit
     # one user waits about S per request, so it alone makes about 1 / S requests/s
-    assert fit.lam == pytest.approx(1000 / QUERY_DELAY_MS, rel=0.25)
+    # (measured; the fit's lambda trades off against sigma and varies more)
+    alone = overall.loc[overall["users"] == 1, "throughput"].iloc[0]
+    assert alone == pytest.approx(1000 / QUERY_DELAY_MS, rel=0.25)
     # the service, not the machine, was the limit
     resources = run.table("resources")
     target_cpu = resources[

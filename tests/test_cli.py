@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import pytest
@@ -596,3 +597,24 @@ def test_check_of_a_run_without_requests_is_inconclusive(tmp_path, capsys):
     assert "system error_rate_percent" in out
     assert "The tool's aggregate table counts no requests." in out
     assert out.rstrip().endswith("Check inconclusive: no target could be evaluated.")
+
+
+def test_analyze_whole_reaches_the_notebooks(runs, tmp_path, monkeypatch, capsys):
+    # the wiring only: the notebooks themselves run in tests/test_notebooks.py
+    import perflab.notebooks
+
+    seen = {}
+
+    def analyze(run, out_dir=None, whole=False, **_):
+        seen.update(run=run.id, out_dir=out_dir, whole=whole)
+        return SimpleNamespace(
+            report_md=out_dir / "report.md", report_html=out_dir / "report.html"
+        )
+
+    monkeypatch.setattr(perflab.notebooks, "analyze", analyze)
+    out = tmp_path / "out"
+    assert _main(runs, "analyze", "healthy", "--whole", "--out", str(out)) == 0
+    assert seen == {"run": "healthy", "out_dir": out, "whole": True}
+    assert _main(runs, "analyze", "healthy", "--out", str(out)) == 0
+    assert seen["whole"] is False
+    assert f"report: {out / 'report.md'}" in capsys.readouterr().out
