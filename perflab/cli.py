@@ -139,6 +139,26 @@ def _add_probe_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _run_noise(text: str):
+    """Run noise as ``RELATIVE,MS``: ``1%,0.12ms`` or ``0.01,0.12``; ``0,0`` is none."""
+    from perflab.comparing import RunNoise
+
+    parts = [part.strip() for part in text.split(",")]
+    usage = (
+        "write the run noise as RELATIVE,MS, for example 1%,0.12ms (a proportional "
+        "part and a part in ms; 0,0 for none)"
+    )
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: {usage}")
+    relative, absolute = parts
+    try:
+        value = float(relative.removesuffix("%"))
+        absolute_ms = float(absolute.removesuffix("ms"))
+        return RunNoise(value / 100 if relative.endswith("%") else value, absolute_ms)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: {usage}") from None
+
+
 def _add_comparison_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold",
@@ -152,6 +172,15 @@ def _add_comparison_options(parser: argparse.ArgumentParser) -> None:
         "--whole",
         action="store_true",
         help="use the whole runs, ramps included, instead of their steady states",
+    )
+    parser.add_argument(
+        "--run-noise",
+        type=_run_noise,
+        default=None,
+        metavar="REL,MS",
+        help="how much runs of one build differ as a whole, added to every latency "
+        "test: a proportional part and a part in ms (default: measured on the "
+        "sample service, see `perflab noise`; 0,0 for none)",
     )
 
 
@@ -316,6 +345,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.set_defaults(func=cmd_compare)
 
+    noise = commands.add_parser(
+        "noise",
+        help="measure run-to-run noise from repeated runs of one build",
+        description="Estimate how much runs of one build, under one load, differ "
+        "as a whole (beyond the variation inside each run), from three or more "
+        "such runs; prints the value to pass to compare and check as --run-noise.",
+    )
+    noise.add_argument("runs", nargs="+", help="run ids or folders (three or more)")
+    noise.add_argument(
+        "--whole",
+        action="store_true",
+        help="use the whole runs, ramps included, instead of their steady states",
+    )
+    noise.set_defaults(func=cmd_noise)
+
     runs = commands.add_parser("runs", help="list the runs in the store")
     runs.add_argument(
         "--trend",
@@ -449,7 +493,7 @@ def cmd_check(args) -> int:
     result.record(run)
     comparison = None
     if base is not None:  # before printing: a baseline it cannot use is an error
-        comparison = compare(base, run, threshold=args.threshold, whole=args.whole)
+        comparison = compare(base, run, **_comparison_arguments(args))
     print(result.to_text(), end="")
     print(f"Targets: {', '.join(result.sources)}")
     counts = result.counts()
@@ -529,7 +573,7 @@ def cmd_compare(args) -> int:
 
     base = open_run(args.base, store=args.store)
     candidate = open_run(args.candidate, store=args.store)
-    comparison = compare(base, candidate, threshold=args.threshold, whole=args.whole)
+    comparison = compare(base, candidate, **_comparison_arguments(args))
     print(_comparison_text(comparison), end="")
 
     out_dir = args.out or comparison_dir(comparison, DEFAULT_REPORTS)
@@ -538,9 +582,53 @@ def cmd_compare(args) -> int:
         from perflab.notebooks import analyze_comparison
 
         result = analyze_comparison(
-            base, candidate, out_dir, threshold=args.threshold, whole=args.whole
+            base, candidate, out_dir, **_comparison_arguments(args)
         )
         print(f"html:       {result.comparison_html}")
+    return 0
+
+
+def _comparison_arguments(args) -> dict:
+    """The keyword arguments of a comparison from the command line's options."""
+    arguments = {"threshold": args.threshold, "whole": args.whole}
+    if args.run_noise is not None:
+        arguments["run_noise"] = args.run_noise
+    return arguments
+
+
+def cmd_noise(args) -> int:
+    from perflab.comparing import estimate_run_noise
+    from perflab.store import open_run
+
+    if len(args.runs) < 3:
+        raise InputError(
+            f"perflab noise needs three or more runs of one build, not "
+            f"{len(args.runs)}; make more runs with the same load and try again."
+        )
+    runs = [open_run(ref, store=args.store) for ref in args.runs]
+    noise, table = estimate_run_noise(runs, whole=args.whole)
+    rows = [
+        [
+            str(row.endpoint),
+            str(row.metric),
+            f"{row.level_ms:.3g}",
+            str(row.runs),
+            f"{100 * row.within_sd:.1f}%",
+            f"{100 * row.between_sd:.1f}%",
+            f"{100 * row.fitted_sd:.1f}%",
+        ]
+        for row in table.itertuples(index=False)
+    ]
+    header = ["ENDPOINT", "METRIC", "LEVEL MS", "RUNS", "WITHIN", "BETWEEN", "FITTED"]
+    print(
+        f"Run noise of {len(runs)} runs (standard deviations of each run's log "
+        "percentile: within a run, as its bootstrap sees it; between runs, beyond "
+        "that; and as the fit gives it):"
+    )
+    print(_table(header, rows, right={2, 3, 4, 5, 6}))
+    print(f"Estimated run noise: {noise}")
+    relative, absolute_ms = 100 * noise.relative, noise.absolute_ms
+    print(f"Use it with: --run-noise {relative:.3g}%,{absolute_ms:.3g}ms")
     return 0
 
 
@@ -552,7 +640,8 @@ def _comparison_text(comparison) -> str:
     c = comparison
     lines = [
         f"Comparison: {c.candidate_id} against base {c.base_id} "
-        f"(threshold {c.threshold:.0%}, {c.confidence:.0%} confidence)",
+        f"(threshold {c.threshold:.0%}, {c.confidence:.0%} confidence, "
+        f"run noise {c.run_noise})",
         "",
         "Differences between the runs:",
     ]

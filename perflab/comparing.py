@@ -70,10 +70,21 @@ superiority
     at a time against the other taken whole, on the grid (latencies in one bin
     count as ties).
 endpoint verdict
-    ``t = (superiority - 0.5) / s`` referred to Student's t as above. The endpoint's
-    p-value is the larger of that one and the two-sided Mann-Whitney U test's,
-    which assumes independent requests and is the valid one when there are too few
-    requests for ``s``. The p-values are adjusted over every endpoint and
+    Two tests, both of which must find a difference. The *distribution test*:
+    ``t = (superiority - 0.5) / s`` referred to Student's t as above, its p-value
+    the larger of that one and the two-sided Mann-Whitney U test's (which assumes
+    independent requests and is the valid one when there are too few requests for
+    ``s``). The *location test*: the change in the mean of the log latencies (the
+    log of the ratio of the geometric means; latencies below
+    :data:`LOG_FLOOR_MS` count as that), its standard error from the block
+    resamples (each resample's mean from per-block sums, exactly) and the run
+    noise at each run's geometric mean, referred to Student's t as above. The
+    endpoint's p-value is the larger of the two (an intersection-union test, valid
+    at the level of each): a difference the block bootstrap finds that the run
+    noise explains is no difference. The superiority alone could not carry the run
+    noise: it saturates at 0 or 1, so a test of it cannot tell a shift the run
+    noise explains from a larger one on a narrow distribution; the mean log grows
+    with the shift. The endpoint p-values are adjusted over every endpoint and
     ``Overall`` with Holm's method, so that the chance of calling any endpoint of an
     A/A pair changed is at most ``1 - confidence`` (the same Holm family holds
     the throughput and error-rate tests; see *metric status*). A significant
@@ -110,13 +121,31 @@ metric status
     *regression* (see :func:`regressions`) when it is significantly worse (higher
     latency or error rate, lower throughput) by at least the threshold.
 
+run noise
+    Blocks capture dependence within a run. They cannot see what differs between
+    the conditions of two runs as a whole (the machine's state when each ran, a cold
+    cache, a noisy neighbour), and on a shared 2-core machine that alone moves a
+    2 ms endpoint's median by 10 % from one run to the next. So every latency test
+    adds a *run noise* variance (:class:`RunNoise`): each run's latencies are taken
+    to be scaled by ``1 + relative`` and shifted by ``absolute_ms``, one standard
+    deviation, as a whole. A percentile at level ``L`` ms gets the log variance
+    ``log1p(relative + absolute_ms / L) ** 2`` per run (``(relative L +
+    absolute_ms) ** 2`` on the ms scale), and an endpoint's location test gets it at
+    each run's geometric mean (see *endpoint verdict*). The default,
+    :data:`RUN_NOISE`, was measured from
+    repeated runs against the sample service on the 2-core machines perflab is
+    built on (``benchmarks/real_a_a.py``); :func:`estimate_run_noise` measures it
+    from repeated runs of one build anywhere, and ``RunNoise(0, 0)`` gives the
+    within-run tests alone. Run-noise variance is taken as known (it adds no
+    degrees of freedom to estimate).
+
 Limitations
 -----------
-Blocks capture dependence within a run up to about a block's length. They cannot see
-what differs between the conditions of the two runs (another load on the machine
-during one of them, a cold cache, a noisy neighbour): an A/A pair run minutes apart
-can still differ by more than its intervals say. Two runs of the base build, compared
-with each other, show how far that goes on a given machine.
+Blocks capture dependence within a run up to about a block's length, and the run
+noise is one model for what differs between runs: a candidate run made while another
+job shared the machine can still differ by more than the intervals say. Repeated runs
+of the base build (:func:`estimate_run_noise`) show how far that goes on a given
+machine.
 """
 
 from __future__ import annotations
@@ -153,6 +182,12 @@ MAX_GRID_VALUES = 16384
 #: Relative width of the log-spaced latency bins used beyond ``MAX_GRID_VALUES``.
 GRID_RESOLUTION = 0.001
 
+#: Latencies below this (ms) count as this in the location test's logarithms.
+LOG_FLOOR_MS = 0.001
+
+#: Degrees of freedom beyond which Student's t is taken as the normal it has become.
+MAX_DEGREES = 1e6
+
 #: Latency percentiles compared (0-100 scale) and their column names.
 LATENCY_METRICS = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
 
@@ -175,6 +210,54 @@ FASTER, SLOWER, UNCHANGED, SMALL, NOT_COMPARED = (
 )
 
 DEFAULT_REPORTS = Path("reports")
+
+
+@dataclass(frozen=True)
+class RunNoise:
+    """How much a whole run's latencies vary from run to run of one build.
+
+    One standard deviation of that variation scales every latency of a run by ``1 +
+    relative`` and adds ``absolute_ms`` to it; see *run noise* in the module
+    docstring.
+
+    Attributes
+    ----------
+    relative
+        The proportional part, as a fraction (0.01 is 1 %).
+    absolute_ms
+        The part that does not grow with latency, in ms (scheduling, timers).
+    """
+
+    relative: float
+    absolute_ms: float
+
+    def __post_init__(self):
+        for name in ("relative", "absolute_ms"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"run noise {name} must be 0 or more, not {value}")
+
+    def __str__(self) -> str:
+        return f"{100 * self.relative:.2g} % + {self.absolute_ms:.3g} ms"
+
+    @property
+    def none(self) -> bool:
+        """True when there is no run noise (within-run tests only)."""
+        return self.relative == 0 and self.absolute_ms == 0
+
+    def log_sd(self, level_ms: float) -> float:
+        """Standard deviation of the log of one run's percentile at ``level_ms``."""
+        return math.log1p(self.relative + self.absolute_ms / level_ms)
+
+
+#: Run noise for runs of a few tens of seconds, from A/A runs of the sample service
+#: on the 2-core machines perflab is built on (``benchmarks/real_a_a.py``): with
+#: windows of 25 s it measured 0.5 % + 0.11 ms (a 24 ms median varied by 0.8 % from
+#: run to run, a 1.9 ms one by 5 %), with windows of 10 s 1.2 to 1.8 % + 0.4 ms.
+#: This is above the first, to hold A/A pairs of short runs on a busy machine, yet
+#: low enough that a 12 % slower median is found in runs of 10 s (see the README's
+#: Measured section).
+RUN_NOISE = RunNoise(relative=0.015, absolute_ms=0.2)
 
 _CHANGE_COLUMNS = [
     "endpoint",
@@ -208,6 +291,8 @@ class Comparison:
     confidence
         Confidence level of the intervals; ``1 - confidence`` is the significance
         level after Holm's adjustment.
+    run_noise
+        The run noise added to every latency test (:class:`RunNoise`).
     base_window, candidate_window
         The window each run was analysed over.
     differences
@@ -216,8 +301,10 @@ class Comparison:
         One row per shared endpoint and ``Overall`` (last): ``endpoint``,
         ``base_requests``, ``candidate_requests``, ``superiority`` (the probability
         that a candidate latency exceeds a base latency, ties counting half; 0.5 means
-        no shift), ``p_value`` and ``p_adjusted`` (the block-bootstrap test of the
-        superiority, see the module docstring; Holm-adjusted),
+        no shift), ``distribution_p`` (the block-bootstrap test of the
+        superiority), ``location`` (the ratio of the geometric means, less 1) and
+        ``location_p`` (its test, with the run noise), ``p_value`` (the larger of
+        the two p-values) and ``p_adjusted`` (Holm; see the module docstring),
         ``p50_relative``, ``p95_relative`` (relative changes), ``verdict``
         (:data:`FASTER`, :data:`SLOWER`, :data:`UNCHANGED`, :data:`SMALL`, or
         :data:`NOT_COMPARED` when one run has no latency for the endpoint) and
@@ -240,6 +327,7 @@ class Comparison:
     candidate_id: str
     threshold: float
     confidence: float
+    run_noise: RunNoise
     base_window: Window
     candidate_window: Window
     differences: list[str] = field(default_factory=list)
@@ -295,6 +383,7 @@ def compare(
     whole: bool = False,
     resamples: int = RESAMPLES,
     seed: int = 0,
+    run_noise: RunNoise = RUN_NOISE,
 ) -> Comparison:
     """Compare a candidate run with a base run, per endpoint and overall.
 
@@ -315,6 +404,9 @@ def compare(
         100.
     seed
         Seed of the bootstrap; the same runs and seed give the same numbers.
+    run_noise
+        How much runs of one build differ as a whole (see *run noise* in the module
+        docstring); ``RunNoise(0, 0)`` tests within-run variation alone.
 
     Returns
     -------
@@ -406,6 +498,7 @@ def compare(
                     resampled.candidate_percentiles[i],
                     blocks,
                     confidence,
+                    run_noise,
                 )
             )
             for run_id, n in ((base.id, b_ms.size), (candidate.id, c_ms.size)):
@@ -426,17 +519,21 @@ def compare(
             )
         )
         rows.append(_error_rate_change(label, b, c, blocks, confidence))
-        verdict_rows.append(
-            _distribution_test(
-                label,
-                b_sorted,
-                c_sorted,
-                (resampled.base_superiority, resampled.candidate_superiority),
-                blocks,
-            )
+        row = _distribution_test(
+            label,
+            b_sorted,
+            c_sorted,
+            (resampled.base_superiority, resampled.candidate_superiority),
+            blocks,
         )
+        row.update(
+            _location_test((b_ms, c_ms), (b_block, c_block), blocks, weights, run_noise)
+        )
+        # both must find a difference (module docstring); NaN when one cannot test
+        row["p_value"] = float(np.max([row["distribution_p"], row["location_p"]]))
+        verdict_rows.append(row)
 
-    # the endpoints' distribution tests gate their percentiles (module docstring)
+    # the endpoints' tests gate their percentiles (module docstring)
     changes = pd.DataFrame(rows)
     endpoints = pd.DataFrame(verdict_rows)
     changes["p_adjusted"], endpoints["p_adjusted"] = adjusted_p_values(
@@ -452,7 +549,15 @@ def compare(
 
     warnings += _bootstrap_warnings((base, candidate), windows, plans)
     notes = _method_notes(
-        base, candidate, windows, plans, binned, threshold, confidence, resamples
+        base,
+        candidate,
+        windows,
+        plans,
+        binned,
+        threshold,
+        confidence,
+        resamples,
+        run_noise,
     )
     log.info(
         "compared run %s with base %s on %d endpoints",
@@ -465,6 +570,7 @@ def compare(
         candidate_id=candidate.id,
         threshold=threshold,
         confidence=confidence,
+        run_noise=run_noise,
         base_window=windows[0],
         candidate_window=windows[1],
         differences=differences,
@@ -473,6 +579,127 @@ def compare(
         notes=notes,
         warnings=sorted(set(warnings)),
     )
+
+
+def estimate_run_noise(
+    runs: list[Run],
+    whole: bool = False,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> tuple[RunNoise, pd.DataFrame]:
+    """Measure the run noise from repeated runs of one build under one load.
+
+    For each endpoint all the runs share and each of its p50 and p95, the variance of
+    the log percentile across the runs is split into what each run's block bootstrap
+    already sees (the mean of the runs' bootstrap variances, as in :func:`compare`)
+    and the rest, the variance between runs (taken as 0 when the rest is negative:
+    the method of moments). Then ``relative + absolute_ms / L`` is fitted to
+    ``expm1`` of each between-run standard deviation, ``L`` being the percentile's
+    median level in ms, by non-negative least squares of the relative errors.
+
+    Parameters
+    ----------
+    runs
+        Three or more runs of the same build and load, each with per-request
+        samples; more runs give a steadier estimate (ten or more is good).
+    whole
+        Use the whole runs instead of their steady-state windows.
+    resamples
+        Block-bootstrap resamples of each run for its within-run variance.
+    seed
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    tuple
+        The fitted :class:`RunNoise`, and one row per endpoint and percentile:
+        ``endpoint``, ``metric``, ``level_ms``, ``runs``, ``within_sd`` and
+        ``between_sd`` (standard deviations of the log percentile within a run and
+        between runs) and ``fitted_sd`` (what the fitted run noise gives there).
+
+    Raises
+    ------
+    ValueError
+        With fewer than three runs.
+    AnalysisError
+        When a run has no per-request samples or the runs share no endpoint.
+    """
+    from scipy.optimize import nnls
+
+    if len(runs) < 3:
+        raise ValueError(
+            f"estimating run noise needs three or more runs of one build, not "
+            f"{len(runs)}"
+        )
+    rng = np.random.default_rng(seed)
+    samples = []
+    for run in runs:
+        requests = run.table("requests")
+        if requests.empty:
+            raise AnalysisError(
+                f"Run {run.id} has no per-request samples (requests table), which "
+                "estimating run noise needs."
+            )
+        window = run_window(run, whole=whole, requests=requests)
+        plan = block_plan(window.seconds)
+        inside = window_requests(requests, window)
+        inside = inside.assign(block=time_blocks(inside["ts"], window, plan))
+        weights = resample_weights(plan.blocks, resamples, rng)
+        samples.append((inside, plan, weights))
+    shared = set.intersection(
+        *(set(inside["endpoint"].dropna()) for inside, _, _ in samples)
+    )
+    if not shared:
+        raise AnalysisError("The runs share no endpoint in their windows.")
+
+    metrics = {"p50": LATENCY_METRICS["p50"], "p95": LATENCY_METRICS["p95"]}
+    rows = []
+    for endpoint in sorted(shared):
+        logs, within = {name: [] for name in metrics}, {name: [] for name in metrics}
+        for inside, plan, weights in samples:
+            ms, block = _samples(inside[inside["endpoint"] == endpoint])
+            values, index, _ = latency_grid(ms)
+            cumulative = block_counts(index, block, values.size, plan.blocks)
+            ranks = resampled_ranks(cumulative, weights, list(metrics.values()))
+            ordered = np.sort(ms)
+            for i, (name, percentile) in enumerate(metrics.items()):
+                level = _nearest_rank(ordered, percentile)
+                star = _grid_values(values, ranks[i])
+                star = star[~np.isnan(star)]
+                if not level > 0 or star.size < 2 or not (star > 0).all():
+                    continue
+                logs[name].append(math.log(level))
+                b = plan.blocks
+                within[name].append(float(np.var(np.log(star), ddof=1)) * b / (b - 1))
+        for name in metrics:
+            if len(logs[name]) < 3:
+                continue
+            within_var = float(np.mean(within[name]))
+            between_var = max(0.0, float(np.var(logs[name], ddof=1)) - within_var)
+            rows.append(
+                {
+                    "endpoint": endpoint,
+                    "metric": name,
+                    "level_ms": float(np.exp(np.median(logs[name]))),
+                    "runs": len(logs[name]),
+                    "within_sd": math.sqrt(within_var),
+                    "between_sd": math.sqrt(between_var),
+                }
+            )
+    table = pd.DataFrame(rows)
+    if table.empty:
+        raise AnalysisError(
+            "No endpoint has a positive p50 or p95 in three or more of the runs."
+        )
+    # least squares of the relative errors, so that the slower endpoints, whose
+    # run noise is the smaller number, weigh as much as the fast ones
+    target = np.expm1(table["between_sd"].to_numpy())
+    weight = 1.0 / np.maximum(target, 1e-3)
+    design = np.column_stack([np.ones(len(table)), 1.0 / table["level_ms"]])
+    (relative, absolute_ms), _ = nnls(design * weight[:, None], target * weight)
+    noise = RunNoise(relative=float(relative), absolute_ms=float(absolute_ms))
+    table["fitted_sd"] = [noise.log_sd(level) for level in table["level_ms"]]
+    return noise, table
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
@@ -499,8 +726,11 @@ def adjusted_p_values(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Holm-adjusted p-values of a comparison's metrics and endpoints, in two tiers.
 
-    The first tier is one Holm family: every endpoint's distribution test (and
-    Overall's) together with every throughput and error-rate test. The second tier
+    The first tier is one Holm family: every endpoint's test (and Overall's)
+    together with every throughput and error-rate test, except the error-rate tests
+    of endpoints that failed no request in either run: those cannot reject at any
+    level, and by Tarone's rule for discrete tests they are left out of the family
+    (their p-value, 1, stands unadjusted). The second tier
     is each endpoint's percentiles (``p50``, ``p95``, ``p99``), Holm-adjusted among
     themselves, and tested only behind their endpoint: a percentile's adjusted
     p-value is the larger of its own and its endpoint's. So an A/A pair has a
@@ -522,16 +752,25 @@ def adjusted_p_values(
         order; NaN where the p-value is NaN.
     """
     latency = changes["metric"].isin(list(LATENCY_METRICS)).to_numpy()
+    # an error rate of 0 in both runs: Fisher's test cannot reject at any level,
+    # so it takes no share of the family (Tarone's rule for discrete tests)
+    vacuous = (
+        (changes["metric"] == "error_rate")
+        & (changes["base"] == 0)
+        & (changes["candidate"] == 0)
+    ).to_numpy()
+    tested = ~latency & ~vacuous
     first = np.concatenate(
         [
             endpoints["p_value"].to_numpy(dtype=float),
-            changes.loc[~latency, "p_value"].to_numpy(dtype=float),
+            changes.loc[tested, "p_value"].to_numpy(dtype=float),
         ]
     )
     first = holm(first)
     endpoint_adjusted = first[: len(endpoints)]
     change_adjusted = np.full(len(changes), np.nan)
-    change_adjusted[~latency] = first[len(endpoints) :]
+    change_adjusted[tested] = first[len(endpoints) :]
+    change_adjusted[vacuous] = changes.loc[vacuous, "p_value"].to_numpy(dtype=float)
 
     gate = dict(zip(endpoints["endpoint"], endpoint_adjusted, strict=True))
     label = changes["endpoint"].to_numpy()
@@ -813,7 +1052,7 @@ def _superiority(b_sorted: np.ndarray, c_sorted: np.ndarray) -> float:
 
 
 def _percentile_change(
-    label, metric, base, candidate, b_star, c_star, blocks, confidence
+    label, metric, base, candidate, b_star, c_star, blocks, confidence, noise
 ) -> dict:
     row = _row(label, metric, base, candidate)
     b_star, c_star = b_star[~np.isnan(b_star)], c_star[~np.isnan(c_star)]
@@ -822,10 +1061,17 @@ def _percentile_change(
     logs = base > 0 and candidate > 0 and (b_star > 0).all() and (c_star > 0).all()
     if logs:
         change = math.log(candidate / base)
-        spread, degrees = _standard_error(np.log(b_star), np.log(c_star), blocks)
+        between = noise.log_sd(base) ** 2 + noise.log_sd(candidate) ** 2
+        spread, degrees = _standard_error(
+            np.log(b_star), np.log(c_star), blocks, between
+        )
     else:
         change = candidate - base
-        spread, degrees = _standard_error(b_star, c_star, blocks)
+        between = sum(
+            (noise.relative * level + noise.absolute_ms) ** 2
+            for level in (base, candidate)
+        )
+        spread, degrees = _standard_error(b_star, c_star, blocks, between)
     if spread > 0:
         half = stats.t.ppf(0.5 + confidence / 2, degrees) * spread
         low, high = change - half, change + half
@@ -843,26 +1089,27 @@ def _percentile_change(
     return row
 
 
-def _standard_error(b_star, c_star, blocks) -> tuple[float, float]:
+def _standard_error(b_star, c_star, blocks, between=0.0) -> tuple[float, float]:
     """Standard error and degrees of freedom of a difference between the runs, from
-    each run's block-resampled values of its statistic.
+    each run's block-resampled values of its statistic and the run-noise variance
+    ``between``.
 
     Resampling ``b`` blocks gives ``(b - 1) / b`` of the unbiased variance of a
     statistic averaged over blocks, so each run's variance is scaled by ``b / (b -
     1)``; the degrees of freedom are Welch and Satterthwaite's, each run's variance
-    counting ``b - 1`` (between ``min(b) - 1`` and ``b_base + b_candidate - 2``).
+    counting ``b - 1`` (between ``min(b) - 1`` and ``b_base + b_candidate - 2``) and
+    the run noise, taken as known, counting as infinitely many (so it raises them).
     """
     parts = [
         float(np.var(values, ddof=1)) * b / (b - 1) if values.size > 1 else 0.0
         for values, b in zip((b_star, c_star), blocks, strict=True)
     ]
-    total = sum(parts)
+    total = sum(parts) + between
     if total <= 0:
         return 0.0, float(min(blocks) - 1)
-    degrees = total**2 / sum(
-        part**2 / (b - 1) for part, b in zip(parts, blocks, strict=True)
-    )
-    return math.sqrt(total), degrees
+    estimated = sum(part**2 / (b - 1) for part, b in zip(parts, blocks, strict=True))
+    degrees = total**2 / estimated if estimated > 0 else MAX_DEGREES
+    return math.sqrt(total), min(degrees, MAX_DEGREES)
 
 
 def _throughput_change(
@@ -1003,7 +1250,7 @@ def _distribution_test(label, b_sorted, c_sorted, resampled, blocks) -> dict:
         "base_requests": int(b_sorted.size),
         "candidate_requests": int(c_sorted.size),
         "superiority": math.nan,
-        "p_value": math.nan,
+        "distribution_p": math.nan,
     }
     if b_sorted.size == 0 or c_sorted.size == 0:
         return row
@@ -1019,7 +1266,36 @@ def _distribution_test(label, b_sorted, c_sorted, resampled, blocks) -> dict:
         # no resample moved the superiority: only the Mann-Whitney test can speak
         blocked = 0.0
     row["superiority"] = superiority
-    row["p_value"] = float(max(blocked, independent))
+    row["distribution_p"] = float(max(blocked, independent))
+    return row
+
+
+def _location_test(latencies, blocks_of, blocks, weights, noise) -> dict:
+    """The relative change in the geometric mean latency and its p-value."""
+    row = {"location": math.nan, "location_p": math.nan}
+    if min(ms.size for ms in latencies) == 0:
+        return row
+    means, stars = [], []
+    runs = zip(latencies, blocks_of, blocks, weights, strict=True)
+    for ms, block, size, draws in runs:
+        logs = np.log(np.maximum(ms, LOG_FLOOR_MS))
+        sums = np.bincount(block, logs, minlength=size)
+        counts = np.bincount(block, minlength=size).astype(float)
+        totals = draws @ counts
+        with np.errstate(invalid="ignore", divide="ignore"):
+            star = (draws @ sums) / totals
+        means.append(float(logs.mean()))
+        stars.append(star[totals > 0])
+    change = means[1] - means[0]
+    between = sum(noise.log_sd(math.exp(mean)) ** 2 for mean in means)
+    spread, degrees = _standard_error(*stars, blocks, between)
+    if spread > 0:
+        p_value = float(2 * stats.t.sf(abs(change) / spread, degrees))
+    else:
+        # no resample moved either mean and there is no run noise
+        p_value = 1.0 if change == 0 else 2 / (len(stars[0]) + 1)
+    row["location"] = math.expm1(change)
+    row["location_p"] = p_value
     return row
 
 
@@ -1202,7 +1478,7 @@ def _seconds(value) -> str:
 
 
 def _method_notes(
-    base, candidate, windows, plans, binned, threshold, confidence, resamples
+    base, candidate, windows, plans, binned, threshold, confidence, resamples, noise
 ):
     notes = []
     for role, run, window in (
@@ -1241,7 +1517,9 @@ def _method_notes(
         "Endpoint verdicts: the superiority (the chance that a candidate latency "
         "exceeds a base latency) tested against 0.5 with that standard error, the "
         "p-value being the larger of that test's and the two-sided Mann-Whitney U "
-        "test's; p-values Holm-adjusted over all endpoints and Overall together "
+        "test's, and no smaller than that of the location test (the change in "
+        "mean log latency, with the same standard error plus the run noise); "
+        "p-values Holm-adjusted over all endpoints and Overall together "
         "with the throughput and error-rate tests, "
         f"significance level {1 - confidence:.2g}; a significant endpoint is faster "
         "or slower only when its p50 or p95 is itself a significant change of at "
@@ -1254,12 +1532,23 @@ def _method_notes(
         "An endpoint's percentile p-values are Holm-adjusted over its three "
         "percentiles and are never below its endpoint's adjusted p-value, so a "
         "percentile is significant only where its endpoint's distribution is.",
-        "Not captured: dependence longer than a block, and whatever differs between "
-        "the conditions of the two runs rather than within them (another load on "
-        "the machine during one run, a cold cache); runs made at different times "
-        "can differ by more than these intervals say. Comparing two runs of the "
-        "base build shows how far that goes.",
     ]
+    if noise.none:
+        notes.append(
+            "Run noise: none added, so the tests see only the variation within each "
+            "run; what differs between the conditions of the two runs (the "
+            "machine's state, a cold cache) can make them differ by more than "
+            "these intervals say."
+        )
+    else:
+        notes.append(
+            f"Run noise: each latency test adds the variance of runs of one build "
+            f"differing as a whole by {noise} (one standard deviation per run: "
+            f"latencies scaled by {1 + noise.relative:g} and shifted by "
+            f"{noise.absolute_ms:g} ms), which the blocks inside a run cannot see. "
+            "Dependence longer than a block and runs made under other conditions "
+            "(another job on the machine) are still not captured."
+        )
     return notes
 
 

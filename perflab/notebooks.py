@@ -33,6 +33,7 @@ from pathlib import Path
 
 import perflab
 from perflab.checking import check_run
+from perflab.comparing import RUN_NOISE, RunNoise
 from perflab.errors import AnalysisError, PerflabError
 from perflab.store import Run, open_run
 
@@ -336,6 +337,7 @@ def analyze_comparison(
     notebooks_dir: Path | str | None = None,
     kernel_name: str | None = None,
     timeout_s: float = 600.0,
+    run_noise: RunNoise = RUN_NOISE,
 ) -> ComparisonAnalysis:
     """Execute the ``compare`` notebook on two runs and write its outputs.
 
@@ -358,6 +360,10 @@ def analyze_comparison(
         Jupyter kernel to run it in (see :func:`kernel_for_this_python`).
     timeout_s
         Longest time one cell may run, in seconds.
+    run_noise
+        How much runs of one build differ as a whole; see
+        :class:`perflab.comparing.RunNoise`. The notebook must declare
+        ``run_noise_relative`` and ``run_noise_ms`` for any but the default.
 
     Returns
     -------
@@ -391,12 +397,21 @@ def analyze_comparison(
             "states; compare without whole, or add whole = False to its "
             "parameters cell."
         )
+    noise_parameters = {"run_noise_relative", "run_noise_ms"}
+    if run_noise != RUN_NOISE and not noise_parameters <= declared:
+        raise AnalysisError(
+            f"{source} has no run_noise_relative and run_noise_ms parameters, so it "
+            f"can only use the default run noise ({RUN_NOISE}); add them to its "
+            "parameters cell."
+        )
     values = {
         "base_dir": str(base.path.resolve()),
         "candidate_dir": str(candidate.path.resolve()),
         "out_dir": str(out_dir),
         "threshold": float(threshold),
         "whole": bool(whole),
+        "run_noise_relative": float(run_noise.relative),
+        "run_noise_ms": float(run_noise.absolute_ms),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     kernel = kernel_name or kernel_for_this_python()

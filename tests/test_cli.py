@@ -14,7 +14,14 @@ from runfactory import ENDPOINTS, make_aggregate_run, make_healthy_run, make_run
 
 from perflab import cli
 from perflab.catalog import catalog, trend
-from perflab.comparing import SLOWER, compare, regressions, render_comparison
+from perflab.comparing import (
+    RUN_NOISE,
+    SLOWER,
+    compare,
+    estimate_run_noise,
+    regressions,
+    render_comparison,
+)
 from perflab.errors import AnalysisError
 from perflab.notebooks import analyze_comparison
 from perflab.shapes import Stage
@@ -355,6 +362,46 @@ def test_compare_notebook_writes_html_and_figures(runs, tmp_path, capsys):
     assert 'src="data:image/png;base64,' in body and 'src="figures/' not in body
     assert (out_dir / "figures" / "changes.png").stat().st_size > 1000
     assert (out_dir / "compare.ipynb").exists()
+
+
+def test_compare_takes_the_run_noise_given(runs, capsys):
+    assert _main(runs, "compare", "base", "slower", "--run-noise", "0,0") == 0
+    out = capsys.readouterr().out
+    assert "run noise 0 % + 0 ms)" in out
+    assert _main(runs, "compare", "base", "slower", "--run-noise", "2.5%,0.3ms") == 0
+    assert "run noise 2.5 % + 0.3 ms)" in capsys.readouterr().out
+    assert _main(runs, "compare", "base", "slower") == 0
+    assert f"run noise {RUN_NOISE})" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text", ["5%", "a,b", "1%,-2ms", "1,2,3"])
+def test_compare_refuses_a_run_noise_it_cannot_read(runs, capsys, text):
+    assert _main(runs, "compare", "base", "slower", "--run-noise", text) == 2
+    err = capsys.readouterr().err
+    assert "--run-noise" in err
+    assert "RELATIVE,MS" in err or "must be 0 or more" in err
+
+
+def test_noise_estimates_the_run_noise_of_repeated_runs(runs, capsys):
+    code = _main(runs, "noise", "base", "slower", "healthy")
+    out = capsys.readouterr().out
+    assert code == 0
+    noise, table = estimate_run_noise(
+        [open_run(runs / name) for name in ("base", "slower", "healthy")]
+    )
+    assert f"Estimated run noise: {noise}" in out
+    relative, absolute_ms = 100 * noise.relative, noise.absolute_ms
+    assert f"--run-noise {relative:.3g}%,{absolute_ms:.3g}ms" in out
+    for row in table.itertuples(index=False):
+        (line,) = [
+            x
+            for x in _lines_starting(out, row.endpoint + " ")
+            if x.split()[-6] == row.metric
+        ]
+        assert line.split()[-1] == f"{100 * row.fitted_sd:.1f}%"
+    # two runs are too few to tell runs apart from their own sampling
+    assert _main(runs, "noise", "base", "slower") == 2
+    assert "three or more runs" in capsys.readouterr().err
 
 
 def test_comparison_notebook_without_whole_refuses_whole(runs, tmp_path):
