@@ -109,7 +109,13 @@ def _read_requests(path: Path, sink: RequestSink, result: Ingested) -> None:
         error = chunk["error"].replace("", None)
         frame = pd.DataFrame(
             {
-                "ts": pd.to_datetime(chunk[REQUEST_COLUMNS[0]], unit="s", utc=True),
+                # to the nearest microsecond: a float of seconds near 1.7e9 can
+                # fall a few hundred ns short of the microsecond it was written as
+                "ts": pd.to_datetime(
+                    (chunk[REQUEST_COLUMNS[0]].astype(float) * 1e6).round(),
+                    unit="us",
+                    utc=True,
+                ),
                 "endpoint": [
                     endpoint_label(m, n)
                     for m, n in zip(chunk["method"], chunk["name"], strict=True)
