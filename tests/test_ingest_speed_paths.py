@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import shutil
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -284,6 +287,100 @@ def test_malformed_k6_csv_is_read_carefully_with_its_line(tmp_path):
         run = ingest([path], store=tmp_path / "runs")
     assert run.meta["ingest_path"] == "streaming"
     assert any("line 8" in str(w.message) for w in caught)
+
+
+# -- the raw copy, made while the file is read --------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["k6", "jmeter"])
+def test_the_fast_path_reads_the_file_given_while_it_is_copied(
+    tmp_path, monkeypatch, kind
+):
+    # The copy starts only once the fast path has read the file: had it read the
+    # copy in raw/, it would have found no file and declined.
+    module = k6_reader if kind == "k6" else jmeter_reader
+    make = _k6_file if kind == "k6" else _jtl_file
+    path = make(tmp_path / ("k6.csv" if kind == "k6" else "results.jtl"))
+    before = ingest([path], store=tmp_path / "before", run_id="run")
+    read = threading.Event()
+    real_fast, real_copy = module.read_fast, shutil.copy2
+
+    def fast(*args):
+        try:
+            return real_fast(*args)
+        finally:
+            read.set()
+
+    def copy(source, target):
+        assert read.wait(60)
+        return real_copy(source, target)
+
+    monkeypatch.setattr(module, "read_fast", fast)
+    monkeypatch.setattr(shutil, "copy2", copy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = ingest([path], store=tmp_path / "after", run_id="run")
+    assert run.meta["ingest_path"] == "duckdb"
+    assert (run.raw / path.name).read_bytes() == path.read_bytes()
+    for name in TABLES:
+        pd.testing.assert_frame_equal(run.table(name), before.table(name))
+    # the messages name the copy in raw/, as when the copy is read
+    assert [m.replace(str(run.path), "<run>") for m in run.meta["warnings"]] == [
+        m.replace(str(before.path), "<run>") for m in before.meta["warnings"]
+    ]
+
+
+def test_the_streaming_reader_waits_for_the_copy(tmp_path, monkeypatch):
+    path = _k6_file(tmp_path / "k6.csv")
+    lines = path.read_text().splitlines()
+    lines[7] = "http_req_duration,not-a-time"
+    path.write_text("\n".join(lines) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        before = ingest([path], store=tmp_path / "before")
+    real_copy = shutil.copy2
+
+    def slow_copy(source, target):
+        time.sleep(0.3)
+        return real_copy(source, target)
+
+    monkeypatch.setattr(shutil, "copy2", slow_copy)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = ingest([path], store=tmp_path / "after")
+    assert run.meta["ingest_path"] == "streaming"
+    assert any(
+        "k6.csv: 1 malformed line(s) skipped (line 8)" in str(w.message) for w in caught
+    )
+    for name in TABLES:
+        pd.testing.assert_frame_equal(run.table(name), before.table(name))
+    assert (run.raw / path.name).read_bytes() == path.read_bytes()
+
+
+def test_files_of_the_same_name_are_all_copied(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    _k6_file(one / "k6.csv")
+    _k6_file(two / "k6.csv", "milli")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = ingest([one / "k6.csv", two / "k6.csv"], store=tmp_path / "runs")
+    assert sorted(run.meta["raw_files"]) == ["k6-1.csv", "k6.csv"]
+    assert (run.raw / "k6.csv").read_bytes() == (one / "k6.csv").read_bytes()
+    assert (run.raw / "k6-1.csv").read_bytes() == (two / "k6.csv").read_bytes()
+
+
+def test_a_failed_copy_leaves_no_run(tmp_path, monkeypatch):
+    path = _jtl_file(tmp_path / "results.jtl")
+
+    def broken_copy(source, target):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copy2", broken_copy)
+    with pytest.raises(OSError, match="No space left"):
+        ingest([path], store=tmp_path / "runs")
+    assert not any((tmp_path / "runs").iterdir())
 
 
 @pytest.mark.parametrize("kind", ["k6", "jmeter"])

@@ -3,7 +3,9 @@
 ``ingest(paths)`` finds the files (folders are expanded), detects each file's format
 from its content, copies the files into a new run's ``raw/`` untouched, reads them with
 the format's reader, and writes the canonical tables. Tables the tool does not provide
-are derived from the per-request samples when there are any.
+are derived from the per-request samples when there are any. The copy is made on a
+thread while a fast path reads the files given (see :func:`ingest_into`); a
+streaming reader reads the copies once they are complete.
 
 A reader is a module in this package with three names:
 
@@ -24,6 +26,7 @@ import importlib
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -194,15 +197,16 @@ def ingest(
     ((found_fmt, group),) = by_format.items()
 
     run = create_run(store, run_id=run_id, label=found_fmt, **meta)
-    copied: list[Path] = []
+    copy = _RawCopy(group, run.raw)
     try:
-        copied = _copy_raw(group, run.raw)
-        ingest_into(run, found_fmt, copied, encoding=encoding)
+        ingest_into(run, found_fmt, copy.targets, encoding=encoding, copy=copy)
     except InputError as exc:
+        copy.join()
         _remove_unfinished(run)
-        # the readers read the copies in raw/, which are gone with the run
-        raise _as_given(exc, dict(zip(copied, group, strict=False))) from None
+        # the readers name the copies in raw/, which are gone with the run
+        raise _as_given(exc, copy.sources) from None
     except BaseException:
+        copy.join()
         _remove_unfinished(run)
         raise
     return run
@@ -242,29 +246,68 @@ def reingest(path: Path, encoding: str | None = None) -> Run:
     return run
 
 
-def _copy_raw(files: list[Path], raw: Path) -> list[Path]:
-    copied = []
-    for path in files:
-        target = raw / path.name
-        suffix = 1
-        while target.exists():
-            target = raw / f"{path.stem}-{suffix}{path.suffix}"
-            suffix += 1
-        shutil.copy2(path, target)
-        copied.append(target)
-    return copied
+class _RawCopy:
+    """Copies the files given into a run's ``raw/`` on a thread, byte for byte.
+
+    Copying a large export takes a good part of a second (more while the disk is
+    busy writing back), time the kernel spends in ``sendfile`` without holding
+    the GIL; meanwhile a fast path reads the originals. ``targets`` are the
+    copies, in the order of the files (a name already taken gets ``-1``, ``-2``
+    ...), and ``sources`` maps each copy to its original.
+    """
+
+    def __init__(self, files: list[Path], raw: Path):
+        self.targets: list[Path] = []
+        for path in files:
+            target = raw / path.name
+            suffix = 1
+            while target.exists() or target in self.targets:
+                target = raw / f"{path.stem}-{suffix}{path.suffix}"
+                suffix += 1
+            self.targets.append(target)
+        self.sources = dict(zip(self.targets, files, strict=True))
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._copy, daemon=True)
+        self._thread.start()
+
+    def _copy(self) -> None:
+        try:
+            for target, source in self.sources.items():
+                shutil.copy2(source, target)
+        except BaseException as exc:  # raised by wait(), on the ingesting thread
+            self._failure = exc
+
+    def join(self) -> None:
+        """Wait until the copying ends, however it ends."""
+        self._thread.join()
+
+    def wait(self) -> None:
+        """Wait until the copies are complete; raise what made copying fail."""
+        self.join()
+        if self._failure is not None:
+            raise self._failure
 
 
 def ingest_into(
-    run: Run, fmt: str, files: list[Path], encoding: str | None = None
+    run: Run,
+    fmt: str,
+    files: list[Path],
+    encoding: str | None = None,
+    copy: _RawCopy | None = None,
 ) -> Ingested:
-    """Read files already in ``run.raw`` with one reader and write the run's tables.
+    """Read files in ``run.raw`` with one reader and write the run's tables.
 
-    A reader may offer a fast path, ``read_fast(files, target, encoding, fmt, con)``,
-    that lets DuckDB parse and transform a well-formed file; it returns None when
-    the files need the careful streaming reader (malformed rows, rules SQL does not
-    cover), which then reads them as usual. Either way the request rows are then
-    sorted and the derived tables aggregated by DuckDB (:func:`write_tables`).
+    A reader may offer a fast path,
+    ``read_fast(files, target, encoding, fmt, con, sources)``, that lets DuckDB
+    parse and transform a well-formed file; it returns None when the files need
+    the careful streaming reader (malformed rows, rules SQL does not cover), which
+    then reads them as usual. Either way the request rows are then sorted and the
+    derived tables aggregated by DuckDB (:func:`write_tables`).
+
+    ``copy``, when the files are still being copied into ``raw/``, gives the
+    fast path the originals to read (``sources``: copy to original; it names the
+    copies all the same), and is waited for before a streaming reader reads the
+    copies and before returning.
 
     A file larger than :data:`~perflab.ingest.base.PROGRESS_BYTES` shows progress
     bars on stderr when it is a terminal: one while the file is read, one while
@@ -275,9 +318,12 @@ def ingest_into(
     con = duckdb_connection(run.path)
     try:
         result = None
+        sources = copy.sources if copy is not None else {}
         fast = getattr(module, "read_fast", None)
         if fast is not None:
-            result = fast(files, sink_path, encoding, fmt, con)
+            result = fast(files, sink_path, encoding, fmt, con, sources)
+        if result is None and copy is not None:
+            copy.wait()
         source = select = None
         if result is not None:
             rows = result.meta.pop("request_rows", 0)
@@ -293,8 +339,10 @@ def ingest_into(
             finally:
                 sink.close()
             run.meta["ingest_path"] = "streaming"
-        largest = max(files, key=lambda path: path.stat().st_size)
-        bar = progress_bar(largest, f"{largest.name}: writing tables", total=100)
+        largest = max(files, key=lambda path: sources.get(path, path).stat().st_size)
+        bar = progress_bar(
+            sources.get(largest, largest), f"{largest.name}: writing tables", total=100
+        )
         try:
             write_tables(
                 run,
@@ -308,6 +356,8 @@ def ingest_into(
         finally:
             if bar is not None:
                 bar.close()
+        if copy is not None:
+            copy.wait()
     finally:
         con.close()
         sink_path.unlink(missing_ok=True)

@@ -324,16 +324,9 @@ def detect_encoding(path: Path, sample_size: int = 1 << 20) -> str:
     """
     with open_binary(path) as handle:
         sample = handle.read(sample_size)
-    for bom, name in _BOMS:
-        if sample.startswith(bom):
-            return name
-    try:
-        sample.decode("utf-8")
-        return "utf-8"
-    except UnicodeDecodeError as exc:
-        # A multi-byte character cut by the end of the sample is not an error.
-        if exc.start >= len(sample) - 3 and len(sample) == sample_size:
-            return "utf-8"
+    settled = _settled_encoding(sample, sample_size)
+    if settled is not None:
+        return settled
     key = _key(path)
     stamp = hashlib.blake2b(sample, digest_size=16).digest()
     known = _guesses.recent.get(key)
@@ -361,6 +354,34 @@ def detect_encoding(path: Path, sample_size: int = 1 << 20) -> str:
         warnings.warn(message, DataWarning, stacklevel=2)
     _hand_over(key, encoding, message)
     return encoding
+
+
+def plain_encoding(path: Path, sample_size: int = 1 << 20) -> str | None:
+    """The encoding of a file when no guess is needed, else None.
+
+    A byte-order mark or bytes that are valid UTF-8 settle it, as in
+    :func:`detect_encoding`; None stands for a file whose encoding would be
+    guessed. Nothing is reported: a fast path that reads only UTF-8 asks this
+    of a file it may decline, and the reader it hands the file to guesses and
+    warns, naming the file it reads.
+    """
+    with open_binary(path) as handle:
+        return _settled_encoding(handle.read(sample_size), sample_size)
+
+
+def _settled_encoding(sample: bytes, sample_size: int) -> str | None:
+    """The encoding a BOM or valid UTF-8 gives the first bytes of a file, or None."""
+    for bom, name in _BOMS:
+        if sample.startswith(bom):
+            return name
+    try:
+        sample.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as exc:
+        # A multi-byte character cut by the end of the sample is not an error.
+        if exc.start >= len(sample) - 3 and len(sample) == sample_size:
+            return "utf-8"
+    return None
 
 
 _BOMS = (

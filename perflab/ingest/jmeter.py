@@ -95,6 +95,7 @@ from perflab.ingest.base import (
     RequestSink,
     detect_encoding,
     execute,
+    plain_encoding,
     progress_bar,
     sql_path,
 )
@@ -1249,6 +1250,7 @@ def read_fast(
     encoding: str | None,
     fmt: str,
     con: duckdb.DuckDBPyConnection,
+    sources: dict[Path, Path] | None = None,
 ) -> Ingested | None:
     """Read one well-formed CSV JTL with DuckDB; None when it needs :func:`read`.
 
@@ -1272,17 +1274,22 @@ def read_fast(
     DuckDB reads an integer more leniently than the streaming reader does: a
     ``+`` sign (never written by JMeter) is accepted, where the streaming reader
     reports the row.
+
+    ``sources`` may map the file to an identical one to read instead (the
+    original of a copy still being made); the result and its messages name the
+    file of ``files``.
     """
     if fmt != "jmeter-csv" or len(files) != 1:
         return None
     path = files[0]
-    refusal = _fast_refusal(path, encoding)
+    source = (sources or {}).get(path, path)
+    refusal = _fast_refusal(source, encoding)
     if isinstance(refusal, str):
         log.info("%s: %s; read by the streaming reader", path, refusal)
         return None
-    bar = progress_bar(path)
+    bar = progress_bar(source, path.name)
     try:
-        return _read_csv_fast(path, refusal, target, con, bar)
+        return _read_csv_fast(path, source, refusal, target, con, bar)
     except duckdb.Error as exc:
         log.info(
             "%s: DuckDB could not read it (%s); read by the streaming reader",
@@ -1301,9 +1308,9 @@ def _fast_refusal(path: Path, encoding: str | None) -> str | _Layout:
         return "the file is empty"
     if encoding is not None and encoding.replace("-", "").lower() != "utf8":
         return f"the encoding is {encoding}"
-    found = detect_encoding(path)
+    found = plain_encoding(path)
     if found != "utf-8":
-        return f"the text encoding is {found}"
+        return f"the text encoding is {found or 'not UTF-8'}"
     layout = _file_layout(path, found)
     names = layout.names
     if not {"timeStamp", "elapsed"} <= set(names) or "method" in names:
@@ -1338,6 +1345,7 @@ _REQUESTS_SELECT = (
 
 def _read_csv_fast(
     path: Path,
+    source: Path,
     layout: _Layout,
     target: Path,
     con: duckdb.DuckDBPyConnection,
@@ -1398,7 +1406,7 @@ def _read_csv_fast(
         con,
         f"""COPY (
         WITH raw AS (
-            SELECT * FROM read_csv({sql_path(path)},
+            SELECT * FROM read_csv({sql_path(source)},
                 header = {str(layout.header).lower()}, auto_detect = false,
                 delim = '{delimiter}', quote = '"', escape = '"',
                 columns = {{{columns}}}, strict_mode = true, null_padding = false)
@@ -1507,7 +1515,7 @@ def _read_csv_fast(
                     errors=int(errors or 0),
                     errors_missing=missing if has_errors else 0,
                     has_error_count=has_errors,
-                    first_line=_first_aggregated_line(path, "utf-8", layout),
+                    first_line=_first_aggregated_line(source, "utf-8", layout),
                 )
             )
     result = Ingested(tool="jmeter", fmt="jmeter-csv", files=[path])

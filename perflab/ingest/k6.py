@@ -99,6 +99,7 @@ from perflab.ingest.base import (
     detect_encoding,
     execute,
     open_binary,
+    plain_encoding,
     progress_bar,
     read_text,
     sql_path,
@@ -1262,6 +1263,7 @@ def read_fast(
     encoding: str | None,
     fmt: str,
     con: duckdb.DuckDBPyConnection,
+    sources: dict[Path, Path] | None = None,
 ) -> Ingested | None:
     """Read one well-formed k6 CSV with DuckDB; None when it needs :func:`read`.
 
@@ -1284,17 +1286,22 @@ def read_fast(
     DuckDB reads an integer more leniently than the streaming reader does: a
     timestamp written with blanks around it or a ``+`` sign (never written by k6)
     is taken as its number, where the streaming reader reports the line.
+
+    ``sources`` may map the file to an identical one to read instead (the
+    original of a copy still being made); the result and its messages name the
+    file of ``files``.
     """
     if fmt != "k6-csv" or len(files) != 1:
         return None
     path = files[0]
-    refusal = _fast_refusal(path, encoding)
+    source = (sources or {}).get(path, path)
+    refusal = _fast_refusal(source, encoding)
     if refusal is not None:
         log.info("%s: %s; read by the streaming reader", path, refusal)
         return None
-    progress = progress_bar(path)
+    progress = progress_bar(source, path.name)
     try:
-        return _read_csv_fast(path, con, progress)
+        return _read_csv_fast(path, source, con, progress)
     except duckdb.Error as exc:
         log.info(
             "%s: DuckDB could not read it (%s); read by the streaming reader",
@@ -1319,9 +1326,9 @@ def _fast_refusal(path: Path, encoding: str | None) -> str | None:
             return "the last line does not end with a newline"
     if encoding is not None and _arrow_encoding(encoding) != "utf8":
         return f"the encoding is {encoding}"
-    found = detect_encoding(path)
+    found = plain_encoding(path)
     if found != "utf-8":
-        return f"the text encoding is {found}"
+        return f"the text encoding is {found or 'not UTF-8'}"
     header = _csv_header(path, "utf-8")
     if any(c not in header for c in _CSV_HEAD) or len(set(header)) != len(header):
         return "the header is not k6's"
@@ -1346,9 +1353,9 @@ _REQUESTS_SELECT = (
 
 
 def _read_csv_fast(
-    path: Path, con: duckdb.DuckDBPyConnection, progress
+    path: Path, source: Path, con: duckdb.DuckDBPyConnection, progress
 ) -> Ingested | None:
-    header = _csv_header(path, "utf-8")
+    header = _csv_header(source, "utf-8")
     types = {c: "VARCHAR" for c in header}
     types["timestamp"] = "BIGINT"
     types["metric_value"] = "DOUBLE"
@@ -1371,7 +1378,7 @@ def _read_csv_fast(
         f"""CREATE OR REPLACE TEMP TABLE k6_samples AS
         SELECT metric_name AS metric, timestamp AS stamp, metric_value AS value,
                {tag_columns}, {vu} AS vu
-        FROM read_csv({sql_path(path)}, header = true,
+        FROM read_csv({sql_path(source)}, header = true,
             auto_detect = false, delim = ',', quote = '"', escape = '"',
             columns = {{{columns}}}, strict_mode = true, null_padding = false)
         WHERE metric_name IN ({_WANTED_SQL})""",
