@@ -131,7 +131,10 @@ def _k6_request(ts, duration, tags: dict) -> list[str]:
     return lines
 
 
-def _k6_file(path: Path, stamps: str = "micro") -> Path:
+def _k6_file(path: Path, stamps: str = "micro", tagged: bool = False) -> Path:
+    """A k6 CSV of 400 requests of every kind; ``tagged``: all of them have the
+    expected_response tag (k6's default), which then decides over the
+    http_req_failed sample (one in 17 says the opposite)."""
     rng = np.random.default_rng(3)
     start = 1_764_700_000_000_000
     lines = [K6_HEADER]
@@ -176,6 +179,10 @@ def _k6_file(path: Path, stamps: str = "micro") -> Path:
             tags.update(group="::teardown::cleanup", scenario="")
         elif kind == 8:
             tags.update(method="", name="", url="http://other.test/raw?q=1")
+        if tagged and not tags.get("expected_response", "true"):
+            tags.update(expected_response="True" if kind == 4 else "false")
+        elif tagged and kind == 9:
+            tags.update(failed=1)
         lines += _k6_request(ts, duration, tags)
         if i % 4 == 0:
             ok = "1.000000" if kind not in (1, 2) else "0.000000"
@@ -236,6 +243,16 @@ def test_k6_csv_fast_path_gives_the_same_run(tmp_path, monkeypatch, stamps):
         "status",
     }
     assert run.table("errors")["error"].str.startswith("k6 error code").any()
+
+
+def test_k6_csv_with_every_expected_response_gives_the_same_run(tmp_path, monkeypatch):
+    # the fast path then leaves out pairing the samples with http_req_failed
+    path = _k6_file(tmp_path / "k6.csv", tagged=True)
+    fast, careful = _both_ways(path, tmp_path, monkeypatch, k6_reader)
+    _assert_same_run(fast, careful)
+    requests = fast[0].table("requests")
+    assert not requests["ok"].all() and requests["ok"].any()
+    assert fast[0].meta["success_rule"] == {"expected_response": len(requests)}
 
 
 def test_jtl_fast_path_gives_the_same_run(tmp_path, monkeypatch):

@@ -1366,18 +1366,31 @@ def _read_csv_fast(
     # 1. Parse the file in parallel and keep the wanted samples. With insertion
     #    order preserved the table's rowid is the file order; numbering the rows
     #    with a window function instead would make the whole scan single-threaded.
+    #    A tag is kept only for the samples that use it (the request's tags for
+    #    its duration sample, group and check for checks): strings make most of
+    #    the table's cost.
     vu = '"vu"' if "vu" in tags else "NULL"
     if extra:
         found = r"""NULLIF(regexp_extract(metadata, '(?:^|&)vu=(\d+)', 1), '')"""
         vu = f"coalesce(NULLIF({vu}, ''), {found})" if "vu" in tags else found
-    tag_columns = ", ".join(
-        f'"{t}"' if t in tags else f'NULL::VARCHAR AS "{t}"' for t in _TAGS if t != "vu"
-    )
+
+    #: the samples that use each tag: the request's duration, unless named here
+    users = {"group": f"'{DURATION}', '{CHECKS}'", "check": f"'{CHECKS}'"}
+
+    def tag(name: str, sql: str | None = None) -> str:
+        if name not in tags and sql is None:
+            return f'NULL::VARCHAR AS "{name}"'
+        value = sql or f'"{name}"'
+        metrics = users.get(name, f"'{DURATION}'")
+        return f'CASE WHEN metric_name IN ({metrics}) THEN {value} END AS "{name}"'
+
+    tag_columns = ", ".join(tag(t) for t in _TAGS if t != "vu")
+    vu = tag("vu", vu)
     execute(
         con,
         f"""CREATE OR REPLACE TEMP TABLE k6_samples AS
         SELECT metric_name AS metric, timestamp AS stamp, metric_value AS value,
-               {tag_columns}, {vu} AS vu
+               {tag_columns}, {vu}
         FROM read_csv({sql_path(source)}, header = true,
             auto_detect = false, delim = ',', quote = '"', escape = '"',
             columns = {{{columns}}}, strict_mode = true, null_padding = false)
@@ -1402,27 +1415,43 @@ def _read_csv_fast(
         FROM k6_samples"""
     ).fetchall()
 
-    # 2. Requests: a duration sample with the failed sample that follows it.
+    # 2. Requests: a duration sample with the failed sample that follows it. When
+    #    every request has k6's expected_response tag, which then decides, the
+    #    pairing (a sort of the samples in file order) is left out.
+    expected = con.execute(
+        f"""SELECT coalesce(bool_and(coalesce(lower(expected_response)
+                                              IN ('true', 'false'), false)), false)
+            FROM k6_samples WHERE metric = '{DURATION}'"""
+    ).fetchall()[0][0]
+    if expected:
+        paired = f"""SELECT *, NULL::DOUBLE AS failed_value
+            FROM k6_timed WHERE metric = '{DURATION}'"""
+    else:
+        paired = f"""WITH pairs AS (
+                -- narrow, so that DuckDB's single sort for the window stays cheap
+                SELECT row, metric,
+                       CASE WHEN lead(metric) OVER w = '{FAILED}'
+                             AND lead(time_ns) OVER w = time_ns
+                            THEN lead(value) OVER w END AS failed_value
+                FROM k6_timed
+                WHERE metric IN ('{DURATION}', '{FAILED}')
+                WINDOW w AS (ORDER BY row)
+            )
+            SELECT s.*, p.failed_value
+            FROM k6_timed s JOIN pairs p USING (row)
+            WHERE p.metric = '{DURATION}'"""
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE k6_requests AS
-        WITH pairs AS (
-            -- narrow, so that DuckDB's single sort for the window stays cheap
-            SELECT row, metric,
-                   CASE WHEN lead(metric) OVER w = '{FAILED}'
-                         AND lead(time_ns) OVER w = time_ns
-                        THEN lead(value) OVER w END AS failed_value
-            FROM k6_timed
-            WHERE metric IN ('{DURATION}', '{FAILED}')
-            WINDOW w AS (ORDER BY row)
+        WITH paired AS (
+            {paired}
         ), typed AS (
-            SELECT s.*, p.failed_value,
+            SELECT *,
                    time_ns - CAST(round_even(value * 1e6, 0) AS BIGINT) AS start_ns,
                    CASE WHEN TRY_CAST(status AS DOUBLE) > 0
                         THEN CAST(TRY_CAST(status AS DOUBLE) AS INTEGER) END AS code,
                    coalesce(name, url, 'unknown') AS label,
                    lower(expected_response) AS expected
-            FROM k6_timed s JOIN pairs p USING (row)
-            WHERE p.metric = '{DURATION}'
+            FROM paired
         ), failing AS (
             SELECT *,
                    coalesce(error, CASE WHEN error_code IS NOT NULL AND code IS NULL
