@@ -48,7 +48,7 @@ A single, plain UTF-8 CSV is read by DuckDB (:func:`read_fast`): it parses the f
 in parallel, and the pairing of samples into requests, the rules above and the
 run's metadata are SQL over the wanted samples. Anything it does not cover (see
 :func:`read_fast`) goes to the streaming reader. The 5,000,000-row, 716 MB CSV of
-``benchmarks/ingest_speed.py`` (455,000 requests) ingests in about 4 s on two cores,
+``benchmarks/ingest_speed.py`` (455,000 requests) ingests in about 2 s on two cores,
 peaking at 0.6 GiB of resident memory.
 
 The streaming reader streams both per-sample formats in blocks of
