@@ -84,15 +84,17 @@ endpoint verdict
     noise explains is no difference. The superiority alone could not carry the run
     noise: it saturates at 0 or 1, so a test of it cannot tell a shift the run
     noise explains from a larger one on a narrow distribution; the mean log grows
-    with the shift. The endpoint p-values are adjusted over every endpoint and
-    ``Overall`` with Holm's method, so that the chance of calling any endpoint of an
-    A/A pair changed is at most ``1 - confidence`` (the same Holm family holds
-    the throughput and error-rate tests; see *metric status*). A significant
-    endpoint is
-    *slower* (or *faster*) when its p50 or p95 is itself significantly worse (or
-    better) by at least the practical ``threshold`` (5 % by default; see *metric
-    status*), so that a slower endpoint always has a regression to show; otherwise
-    it is called *significant but below the threshold*.
+    with the shift. (Overall's geometric mean is that of all its requests, so one
+    endpoint slower and another faster can leave it in place: Overall is then
+    unchanged while its endpoints are not.) The endpoint p-values are adjusted
+    over every endpoint and ``Overall`` with Holm's method, so that the chance of
+    calling any endpoint of an A/A pair changed is at most ``1 - confidence`` (the
+    same Holm family holds the throughput and error-rate tests; see *metric
+    status*). A significant endpoint is *slower* (or *faster*) when its p50 or p95
+    is itself significantly worse (or better) by at least the practical
+    ``threshold`` (5 % by default; see *metric status*), so that a slower endpoint
+    always has a regression to show; otherwise it is called *significant but below
+    the threshold*.
 throughput test
     Conditional on the total count, the candidate's count is binomial with
     probability ``t_c / (t_b + t_c)`` (window lengths ``t``) when both runs have the
@@ -115,18 +117,18 @@ error-rate test
     adjusted counts are rounded for Fisher's test.
 metric status
     Throughput and error-rate p-values are adjusted in the endpoints' Holm family
-    above. An endpoint's percentiles are a second tier behind its distribution
+    above. An endpoint's percentiles are a second tier behind its endpoint's
     test: Holm-adjusted over its three percentiles, and never more significant than
     the endpoint itself (see :func:`adjusted_p_values`). A metric is a
     *regression* (see :func:`regressions`) when it is significantly worse (higher
     latency or error rate, lower throughput) by at least the threshold.
-
 run noise
     Blocks capture dependence within a run. They cannot see what differs between
     the conditions of two runs as a whole (the machine's state when each ran, a cold
     cache, a noisy neighbour), and on a shared 2-core machine that alone moves a
-    2 ms endpoint's median by 10 % from one run to the next. So every latency test
-    adds a *run noise* variance (:class:`RunNoise`): each run's latencies are taken
+    2 ms endpoint's median by 5 to 20 % from one run to the next. So every
+    percentile test and the location test (see *endpoint verdict*) add a *run
+    noise* variance (:class:`RunNoise`): each run's latencies are taken
     to be scaled by ``1 + relative`` and shifted by ``absolute_ms``, one standard
     deviation, as a whole. A percentile at level ``L`` ms gets the log variance
     ``log1p(relative + absolute_ms / L) ** 2`` per run (``(relative L +
