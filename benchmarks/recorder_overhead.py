@@ -1,17 +1,20 @@
 """What perflab's recorder costs Locust: the same load with and without it.
 
 Runs a FastHttpUser load (no think time) on loopback against a minimal keep-alive HTTP
-server, alternating runs without and with the recorder, and prints for each Locust's
-own request rate and the Locust process's CPU time per request, then the recorder's
-own CPU time per request measured in this process alone (the end-to-end rates of two
-processes sharing two cores vary by several percent from run to run; this does not).
+server, in pairs of short runs without and with the recorder (the order alternating
+from pair to pair, so a drift in the machine's speed falls on both sides), and prints
+for each run Locust's own request rate and the Locust process's CPU time per request.
+On a shared machine the rate of one run varies by several percent from the next, so
+the summary is the median of the paired differences, with their quartiles: the cost
+is a few percent at most only when that median is. Then it prints the recorder's own
+CPU time per request measured in this process alone, without Locust.
 The server runs in its own process (on uvloop when it is installed) so that Locust,
 not the server, is the bottleneck; check that the Locust CPU column is near 100 % (one
 core), else the rates compare the server. A run with failed requests is refused.
 
 Usage::
 
-    python benchmarks/recorder_overhead.py [--seconds 15] [--users 20] [--repeats 5]
+    python benchmarks/recorder_overhead.py [--seconds 6] [--users 20] [--repeats 12]
 
 Not a test: it prints numbers for a person to read; the README quotes them.
 """
@@ -137,13 +140,32 @@ def run_once(
     rate = float(row["Requests/s"])
     cpu_s = usage.ru_utime + usage.ru_stime
     if record:
-        recorded = sum(
-            sum(1 for _ in open(path)) - 1
-            for path in (run_dir / "raw").glob("perflab_requests-*.csv")
-        )
+        files = (run_dir / "raw").glob("perflab_requests-*")
+        recorded = sum(_recorded_rows(path) for path in files)
         if recorded < requests:
             print(f"  note: recorder kept {recorded} of {requests} requests")
     return rate, 1e6 * cpu_s / max(requests, 1), 100 * cpu_s / wall
+
+
+def _recorded_rows(path: Path) -> int:
+    """The rows in a recorder file, from its blocks' heads."""
+    from perflab.recording import BLOCK_COLUMNS, BLOCK_HEAD, REQUEST_FILE_HEADER
+
+    rows = 0
+    with open(path, "rb") as handle:
+        handle.seek(len(REQUEST_FILE_HEADER))
+        while len(head := handle.read(BLOCK_HEAD.size)) == BLOCK_HEAD.size:
+            _, count, meta = BLOCK_HEAD.unpack(head)
+            rows += count
+            handle.seek(meta + 8 * len(BLOCK_COLUMNS) * count, os.SEEK_CUR)
+    return rows
+
+
+def _quartiles(values: list[float]) -> str:
+    low, _, high = statistics.quantiles(values, n=4)
+    return f"quartiles {low:+.1f} to {high:+.1f} %, range {min(values):+.1f} to " + (
+        f"{max(values):+.1f} %"
+    )
 
 
 def recorder_cpu_us(rows: int = 200_000) -> float:
@@ -162,7 +184,7 @@ def recorder_cpu_us(rows: int = 200_000) -> float:
     latencies = [rng.uniform(0.5, 5.0) for _ in range(rows)]
     starts = [time.time() + i * 1e-4 for i in range(rows)]
     with tempfile.TemporaryDirectory() as tmp:
-        recorder = Recorder(Path(tmp) / "requests.csv")
+        recorder = Recorder(Path(tmp) / "requests.bin")
         started = time.process_time()
         for i in range(rows):
             recorder.on_request(
@@ -176,9 +198,9 @@ def recorder_cpu_us(rows: int = 200_000) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--users", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=12, help="pairs of runs")
     args = parser.parse_args()
 
     port = _free_port()
@@ -193,16 +215,18 @@ def main() -> None:
             locustfile = work / "hammer.py"
             locustfile.write_text(LOCUSTFILE)
             for repeat in range(args.repeats):
-                for record in (False, True):
+                order = (False, True) if repeat % 2 == 0 else (True, False)
+                for record in order:
                     result = run_once(
                         host, locustfile, args.seconds, args.users, record, work
                     )
                     results[record].append(result)
                     label = "with recorder   " if record else "without recorder"
                     print(
-                        f"run {repeat + 1} {label}: {result[0]:8.0f} req/s, "
+                        f"pair {repeat + 1} {label}: {result[0]:8.0f} req/s, "
                         f"{result[1]:6.1f} us CPU per request, "
-                        f"Locust CPU {result[2]:5.1f} %"
+                        f"Locust CPU {result[2]:5.1f} %",
+                        flush=True,
                     )
     finally:
         server.terminate()
@@ -211,19 +235,20 @@ def main() -> None:
     with_recorder = statistics.median(r[0] for r in results[True])
     cpu_base = statistics.median(r[1] for r in results[False])
     cpu_rec = statistics.median(r[1] for r in results[True])
+    pairs = list(zip(results[False], results[True], strict=True))
+    rate_cost = [100 * (1 - w[0] / b[0]) for b, w in pairs]
+    cpu_cost = [100 * (w[1] / b[1] - 1) for b, w in pairs]
     print(
         f"\nmedian rate without recorder: {base:,.0f} req/s\n"
         f"median rate with recorder:    {with_recorder:,.0f} req/s\n"
-        f"rate cost of the recorder:    {100 * (1 - with_recorder / base):.1f} %\n"
+        f"rate cost of the recorder:    {statistics.median(rate_cost):+.1f} % "
+        f"(median of {len(pairs)} pairs; {_quartiles(rate_cost)})\n"
         f"CPU per request:              {cpu_base:.1f} us without, {cpu_rec:.1f} us "
-        f"with ({100 * (cpu_rec / cpu_base - 1):+.1f} %)"
+        f"with; paired: {statistics.median(cpu_cost):+.1f} % "
+        f"({_quartiles(cpu_cost)})"
     )
-    pairs = [
-        100 * (1 - w[0] / b[0])
-        for b, w in zip(results[False], results[True], strict=True)
-    ]
-    print(f"rate cost, run by run:        {', '.join(f'{p:+.1f} %' for p in pairs)}")
-    recorder_cpu_us(20_000)  # the first write sets up Arrow's CSV writer: not counted
+    print(f"rate cost, pair by pair:      {', '.join(f'{p:+.1f}' for p in rate_cost)}")
+    recorder_cpu_us(20_000)  # warms the recorder up: not counted
     own = statistics.median(recorder_cpu_us() for _ in range(3))
     print(
         f"the recorder's own CPU:       {own:.2f} us per request, "

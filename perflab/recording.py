@@ -1,44 +1,54 @@
 """The recorder: a Locust plugin that keeps every request.
 
 Locust keeps only aggregates (and rounds latencies into buckets before it computes
-percentiles). The recorder listens to Locust's ``request`` event and writes one CSV row
-per request into the run's ``raw/`` folder, so every statistic can be computed exactly
-from samples. Each Locust process (a local runner, or each worker of ``--processes`` or
-of a distributed run) writes its own file, ``perflab_requests-<host>-<pid>.csv``; the
-process that controls the users (local or master) also writes the users series,
-``perflab_users.csv``, once a second.
+percentiles). The recorder listens to Locust's ``request`` event and keeps every
+request in a file of the run's ``raw/`` folder, so every statistic can be computed
+exactly from samples. Each Locust process (a local runner, or each worker of
+``--processes`` or of a distributed run) writes its own file,
+``perflab_requests-<host>-<pid>.bin``; the process that controls the users (local or
+master) also writes the users series, ``perflab_users.csv``, once a second.
 
 It is loaded by ``perflab run`` as an extra locustfile and records only when
 ``$PERFLAB_RUN_DIR`` names a run folder, so scenarios stay usable on their own.
 
-Cost: the request event appends each field to a list of its own (no formatting), and
-a background greenlet writes the lists out once a second as one Arrow table through
-Arrow's C++ CSV writer, about a microsecond per request in all on the machines perflab
-is built on, against Locust's own hundred or so. Values Arrow cannot type (a custom
-client reporting a status that is not a number, say) make that second's rows go
-through Python's csv module instead, so nothing is lost. ``benchmarks/
-recorder_overhead.py`` measures the cost.
+The file is binary, so that Locust's process does no formatting: the header line
+``REQUEST_FILE_HEADER``, then one block per second, each ``BLOCK_HEAD`` (magic, rows,
+length of the JSON part), a JSON object (the method and name pairs and the error
+texts first seen in this block, which the codes count up through the file, and the
+text of odd values), then the ``BLOCK_COLUMNS`` as little-endian 8-byte numbers,
+column after column. Each block is one write, so a process stopped mid-run leaves a
+file readable up to its last whole block. ``perflab.ingest.recorded`` reads it.
+
+Cost: the request event appends numbers to ``array.array`` columns and looks up two
+codes; the write once a second copies those buffers to the file. Values a column
+cannot hold (a custom client's status that is not a number, say) are kept as null,
+or the number they stand for, with their text in the block's JSON, so nothing is lost.
+``benchmarks/recorder_overhead.py`` measures the cost. An earlier recorder kept the
+fields in Python lists and wrote them as CSV through Arrow: that cost about 7 % of
+Locust's CPU per request, many times what it cost outside Locust (see the benchmark).
 """
 
 from __future__ import annotations
 
 import csv
-import io
+import json
 import logging
+import math
 import os
 import socket
+import struct
+import sys
 import time
+from array import array
 from pathlib import Path
 
 import gevent
-import pyarrow as pa
-import pyarrow.csv as pa_csv
 
 log = logging.getLogger(__name__)
 
 RUN_DIR_ENV = "PERFLAB_RUN_DIR"
 
-#: Header of the per-request files; its first field also identifies the format.
+#: Header of the CSV files of earlier recorders, which the reader still reads.
 REQUEST_COLUMNS = (
     "perflab_start_unix_s",
     "method",
@@ -51,46 +61,60 @@ REQUEST_COLUMNS = (
 )
 USERS_COLUMNS = ("perflab_users_unix_s", "users")
 
+#: First line of a per-request file; its first field identifies the format.
+REQUEST_FILE_HEADER = b"perflab_request_blocks,1\n"
+#: Each block: this magic, its row count and the length of its JSON part.
+BLOCK_HEAD = struct.Struct("<4sII")
+BLOCK_MAGIC = b"PLRB"
+#: The numeric columns of a block, in file order, with their array type codes:
+#: start (s, float64), latency (ms, float64), status (0: none), bytes (NO_BYTES:
+#: none), endpoint and error codes (error 0: none) and user (all int64).
+BLOCK_COLUMNS = (
+    ("start", "d"),
+    ("latency", "d"),
+    ("status", "q"),
+    ("bytes", "q"),
+    ("endpoint", "q"),
+    ("error", "q"),
+    ("user", "q"),
+)
+NO_BYTES = -(2**63)
+
 FLUSH_INTERVAL_S = 1.0
 
 
-#: Arrow types of the request columns, for the fast write (see Recorder.flush).
-REQUEST_SCHEMA = pa.schema(
-    [
-        (REQUEST_COLUMNS[0], pa.float64()),
-        ("method", pa.string()),
-        ("name", pa.string()),
-        ("status", pa.int32()),
-        ("latency_ms", pa.float64()),
-        ("bytes", pa.int64()),
-        ("error", pa.string()),
-        ("user", pa.int64()),
-    ]
-)
-
-
 class Recorder:
-    """Buffers request fields in memory and writes them out from a greenlet."""
+    """Buffers request fields in memory and writes them out from a greenlet.
+
+    Numbers go into ``array.array`` columns, which store them as machine values:
+    no Python object of Locust's is kept until the write, and the write is a copy of
+    those buffers. Method and name pairs and error texts are stored once, as codes.
+    """
 
     def __init__(self, path: Path):
         self.path = path
         self._file = open(path, "wb")  # noqa: SIM115
-        self._file.write(_csv_rows([REQUEST_COLUMNS]))
+        self._file.write(REQUEST_FILE_HEADER)
         self._file.flush()
         self._users: dict[int, int] = {}
+        self._endpoints: dict = {}
+        self._endpoint_count = 0
+        self._errors: dict[str, int] = {}
+        self._new_endpoints: list = []
+        self._new_errors: list[str] = []
+        self._odd: list = []
         self._fresh_columns()
         self.count = 0
         self._flusher = gevent.spawn(self._flush_forever)
 
     def _fresh_columns(self) -> None:
-        self._columns: list[list] = [[] for _ in REQUEST_COLUMNS]
+        self._columns = [array(code) for _, code in BLOCK_COLUMNS]
         (
             self._start,
-            self._method,
-            self._name,
-            self._status,
             self._latency,
+            self._status,
             self._bytes,
+            self._endpoint,
             self._error,
             self._user,
         ) = (column.append for column in self._columns)
@@ -106,42 +130,93 @@ class Recorder:
         start_time=None,
         **_,
     ):
-        if start_time is None:
-            start_time = time.time() - response_time / 1000.0
-        self._start(start_time)
-        self._method(request_type)
-        self._name(name)
-        self._status(getattr(response, "status_code", None) or None)
-        self._latency(response_time)
-        self._bytes(response_length)
-        self._error(
-            None if exception is None else f"{type(exception).__name__}: {exception}"
-        )
+        try:
+            endpoint = self._endpoints[request_type, name]
+        except (KeyError, TypeError):
+            endpoint = self._endpoint_code(request_type, name)
+        try:  # a number of a type not ours fails here, before the codes are added
+            if start_time is None:
+                start_time = time.time() - response_time / 1000.0
+            self._start(start_time)
+            self._latency(response_time)
+            self._status(getattr(response, "status_code", None) or 0)
+            self._bytes(NO_BYTES if response_length is None else response_length)
+        except (TypeError, ValueError, OverflowError):
+            self._odd_request(
+                request_type, name, response_time, response_length, response,
+                start_time,
+            )  # fmt: skip
+        self._endpoint(endpoint)
+        self._error(0 if exception is None else self._error_code(exception))
         # Each Locust user runs in its own greenlet, so the current greenlet names the
         # user that sent the request (needed to see gaps in one user's send times).
         users = self._users
         self._user(users.setdefault(id(gevent.getcurrent()), len(users)))
 
+    def _endpoint_code(self, method, name) -> int:
+        code = self._endpoint_count
+        self._endpoint_count += 1
+        self._new_endpoints.append([_text(method), _text(name)])
+        try:
+            self._endpoints[method, name] = code
+        except TypeError:  # an unhashable name: coded anew each time
+            pass
+        return code
+
+    def _error_code(self, exception) -> int:
+        text = f"{type(exception).__name__}: {exception}"
+        code = self._errors.get(text)
+        if code is None:
+            code = self._errors[text] = len(self._errors) + 1
+            self._new_errors.append(text)
+        return code
+
+    def _odd_request(self, method, name, latency, length, response, start) -> None:
+        """A request with a value its column cannot hold (a custom client's status
+        that is not a number, say): the row is kept with that field null (or the
+        number it stands for), and the value's text goes into the block's JSON."""
+        endpoint_column = self._columns[4]
+        row = len(endpoint_column)
+        for column in self._columns[:4]:
+            del column[row:]
+        if start is None:  # NaN when the latency is no number either
+            start = time.time() - _as_number("d", latency, math.nan)[0] / 1000.0
+        values = (
+            ("start", "d", start, math.nan),
+            ("latency", "d", latency, math.nan),
+            ("status", "q", getattr(response, "status_code", None) or 0, 0),
+            ("bytes", "q", NO_BYTES if length is None else length, NO_BYTES),
+        )
+        for (field, code, value, null), column in zip(
+            values, self._columns[:4], strict=True
+        ):
+            number, text = _as_number(code, value, null)
+            column.append(number)
+            if text is not None:
+                self._odd.append([row, field, text])
+
     def flush(self) -> None:
         columns = self._columns
-        rows = len(columns[0])
+        rows = len(columns[-1])
         if not rows:
             return
         self._fresh_columns()
-        try:
-            table = pa.Table.from_arrays(
-                [
-                    pa.array(values, type=field.type)
-                    for values, field in zip(columns, REQUEST_SCHEMA, strict=True)
-                ],
-                schema=REQUEST_SCHEMA,
-            )
-        except (pa.ArrowException, TypeError, ValueError, OverflowError):
-            self._file.write(_csv_rows(zip(*columns, strict=True)))
-        else:
-            sink = pa.BufferOutputStream()
-            pa_csv.write_csv(table, sink, _CSV_OPTIONS)
-            self._file.write(sink.getvalue())
+        meta = json.dumps(
+            {
+                "endpoints": self._new_endpoints,
+                "errors": self._new_errors,
+                "odd": self._odd,
+            }
+        ).encode("ascii")
+        self._new_endpoints, self._new_errors, self._odd = [], [], []
+        if sys.byteorder == "big":
+            for column in columns:
+                column.byteswap()
+        # one write per block, so a process stopped mid-run leaves whole blocks and
+        # at most one cut short, which the reader leaves out
+        self._file.write(
+            b"".join((BLOCK_HEAD.pack(BLOCK_MAGIC, rows, len(meta)), meta, *columns))
+        )
         self._file.flush()
         self.count += rows
 
@@ -157,15 +232,19 @@ class Recorder:
         log.info("recorded %d requests to %s", self.count, self.path)
 
 
-#: Arrow's CSV rows: nulls as empty fields, text quoted only where it must be.
-_CSV_OPTIONS = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
+def _text(value) -> str | None:
+    return value if value is None or isinstance(value, str) else str(value)
 
 
-def _csv_rows(rows) -> bytes:
-    """Rows as UTF-8 CSV by Python's csv module, lines ending as Arrow's do."""
-    text = io.StringIO()
-    csv.writer(text, lineterminator="\n").writerows(rows)
-    return text.getvalue().encode("utf-8")
+def _as_number(code: str, value, null):
+    """``value`` as a number of the array type ``code``, and its text when that
+    number does not stand for it exactly (else None)."""
+    try:
+        number = float(value) if code == "d" else int(value)
+        array(code, [number])
+    except (TypeError, ValueError, OverflowError):
+        return null, _text(value)
+    return number, (None if number == value else str(value))
 
 
 class UsersSampler:
@@ -213,7 +292,7 @@ def _on_init(environment, **_):
     closers = []
 
     if not isinstance(runner, MasterRunner):
-        name = f"perflab_requests-{socket.gethostname()}-{os.getpid()}.csv"
+        name = f"perflab_requests-{socket.gethostname()}-{os.getpid()}.bin"
         recorder = Recorder(raw / name)
         environment.events.request.add_listener(recorder.on_request)
         closers.append(recorder.close)

@@ -6,13 +6,15 @@ Locust's ``request`` event calls it, and its file is ingested like a run's ``raw
 
 from __future__ import annotations
 
+import struct
 import time
 
 import pandas as pd
 import pytest
 
+from perflab.errors import DataWarning
 from perflab.ingest import ingest
-from perflab.recording import REQUEST_COLUMNS, Recorder
+from perflab.recording import BLOCK_HEAD, REQUEST_FILE_HEADER, Recorder
 
 
 class _Response:
@@ -64,10 +66,13 @@ def _calls():
 def test_recorded_requests_are_read_back_exactly(tmp_path, store):
     raw = tmp_path / "raw"
     raw.mkdir()
-    recorder = _record(raw / "perflab_requests-host-1.csv", _calls())
+    recorder = _record(raw / "perflab_requests-host-1.bin", _calls())
     assert recorder.count == 4
-    header = (raw / "perflab_requests-host-1.csv").read_text().splitlines()[0]
-    assert header == ",".join(REQUEST_COLUMNS)
+    assert (
+        (raw / "perflab_requests-host-1.bin")
+        .read_bytes()
+        .startswith(REQUEST_FILE_HEADER)
+    )
 
     requests = ingest([raw], store=store).table("requests")
     assert list(requests["name"]) == ["/a", 'GET /search?q="a, b"\nnext', "/b", "/b"]
@@ -88,9 +93,9 @@ def test_recorded_requests_are_read_back_exactly(tmp_path, store):
     assert requests["user"].tolist() == [0, 0, 0, 0]  # all from this one greenlet
 
 
-def test_values_arrow_cannot_type_are_still_written(tmp_path, store):
-    # A custom client may report a status that is not a number: that second's rows
-    # are written by Python's csv module instead, and none is lost.
+def test_values_of_odd_types_are_still_written(tmp_path, store):
+    # A custom client may report a status that is not a number: the row is kept,
+    # that field read as null, and the value's text stays in the file.
     raw = tmp_path / "raw"
     raw.mkdir()
     calls = _calls()
@@ -98,29 +103,72 @@ def test_values_arrow_cannot_type_are_still_written(tmp_path, store):
         1,
         (("GET", "/odd", 2.0, 5), {"response": _Response("OK"), "start_time": START}),
     )
-    _record(raw / "perflab_requests-host-1.csv", calls, flush_every=2)
+    calls.insert(2, (("GET", "/odd", "3.5", 6.0), {"start_time": START}))
+    calls.insert(3, ((7, ["/list"], 4.0, 2**70), {"start_time": START}))
+    _record(raw / "perflab_requests-host-1.bin", calls, flush_every=2)
+    assert b'"OK"' in (raw / "perflab_requests-host-1.bin").read_bytes()
 
     requests = ingest([raw], store=store).table("requests")
-    assert len(requests) == 5
-    odd = requests[requests["name"] == "/odd"].iloc[0]
-    assert pd.isna(odd["status"]) and odd["ok"]
-    assert set(requests["name"]) == {"/a", "/odd", "/b", 'GET /search?q="a, b"\nnext'}
+    assert len(requests) == 7
+    odd = requests[requests["name"] == "/odd"]
+    assert pd.isna(odd["status"]).all() and odd["ok"].all()
+    assert odd["latency_ms"].tolist() == [2.0, 3.5]
+    assert odd["bytes"].tolist() == [5, 6]
+    listed = requests[requests["name"] == "['/list']"].iloc[0]
+    assert listed["method"] == "7" and pd.isna(listed["bytes"])
+    assert set(requests["name"]) == {
+        "/a",
+        "/odd",
+        "/b",
+        "['/list']",
+        'GET /search?q="a, b"\nnext',
+    }
+
+
+def _starts(path):
+    """The start times in a recorder file's blocks."""
+    data = path.read_bytes()[len(REQUEST_FILE_HEADER) :]
+    starts = []
+    while data:
+        _, rows, meta_len = BLOCK_HEAD.unpack_from(data)
+        offset = BLOCK_HEAD.size + meta_len
+        starts += struct.unpack_from(f"<{rows}d", data, offset)
+        data = data[offset + 7 * 8 * rows :]
+    return starts
 
 
 def test_a_start_time_not_given_is_the_end_less_the_latency(tmp_path):
-    path = tmp_path / "requests.csv"
+    path = tmp_path / "requests.bin"
     before = time.time()
     _record(path, [(("GET", "/a", 250.0, 5), {"response": _Response(200)})])
     after = time.time()
-    start = float(path.read_text().splitlines()[1].split(",")[0])
+    (start,) = _starts(path)
     assert before - 0.25 <= start <= after - 0.25
 
 
-@pytest.mark.parametrize("flush_every", [1, 3, None])
-def test_flushing_in_any_batches_gives_the_same_file(tmp_path, flush_every):
-    whole = _record(tmp_path / "whole.csv", _calls())
-    batched = _record(tmp_path / "batched.csv", _calls(), flush_every=flush_every)
-    assert whole.count == batched.count == 4
-    assert (tmp_path / "whole.csv").read_bytes() == (
-        tmp_path / "batched.csv"
-    ).read_bytes()
+@pytest.mark.parametrize("flush_every", [1, 3])
+def test_flushing_in_any_batches_reads_the_same(tmp_path, store, flush_every):
+    whole = tmp_path / "whole" / "perflab_requests-host-1.bin"
+    batched = tmp_path / "batched" / "perflab_requests-host-1.bin"
+    for path in (whole, batched):
+        path.parent.mkdir()
+    assert _record(whole, _calls()).count == 4
+    assert _record(batched, _calls(), flush_every=flush_every).count == 4
+    pd.testing.assert_frame_equal(
+        ingest([whole], store=store).table("requests"),
+        ingest([batched], store=store).table("requests"),
+    )
+
+
+def test_a_file_cut_mid_write_reads_up_to_its_last_whole_block(tmp_path, store):
+    path = tmp_path / "perflab_requests-host-1.bin"
+    _record(path, _calls(), flush_every=2)
+    data = path.read_bytes()
+    path.write_bytes(data[:-5])  # the second block cut short
+    with pytest.warns(DataWarning, match="cut short"):
+        run = ingest([path], store=store)
+    assert run.table("requests")["name"].tolist()[:2] == [
+        "/a",
+        'GET /search?q="a, b"\nnext',
+    ]
+    assert len(run.table("requests")) == 2
