@@ -434,16 +434,8 @@ def compare(
     # the two windows, the requests inside them, and the time block of each request
     frames, windows, plans = [], [], []
     for run in (base, candidate):
-        requests = run.table("requests")
-        if requests.empty:
-            raise AnalysisError(
-                f"Run {run.id} has no per-request samples (requests table), which a "
-                "comparison needs; ingest it from exports that have them."
-            )
-        window = run_window(run, whole=whole, requests=requests)
-        plan = block_plan(window.seconds)
-        inside = window_requests(requests, window)
-        frames.append(inside.assign(block=time_blocks(inside["ts"], window, plan)))
+        inside, window, plan = _blocked_window(run, whole, "a comparison")
+        frames.append(inside)
         windows.append(window)
         plans.append(plan)
     base_requests, candidate_requests = frames
@@ -636,16 +628,7 @@ def estimate_run_noise(
     rng = np.random.default_rng(seed)
     samples = []
     for run in runs:
-        requests = run.table("requests")
-        if requests.empty:
-            raise AnalysisError(
-                f"Run {run.id} has no per-request samples (requests table), which "
-                "estimating run noise needs."
-            )
-        window = run_window(run, whole=whole, requests=requests)
-        plan = block_plan(window.seconds)
-        inside = window_requests(requests, window)
-        inside = inside.assign(block=time_blocks(inside["ts"], window, plan))
+        inside, _, plan = _blocked_window(run, whole, "estimating run noise")
         weights = resample_weights(plan.blocks, resamples, rng)
         samples.append((inside, plan, weights))
     shared = set.intersection(
@@ -702,6 +685,21 @@ def estimate_run_noise(
     noise = RunNoise(relative=float(relative), absolute_ms=float(absolute_ms))
     table["fitted_sd"] = [noise.log_sd(level) for level in table["level_ms"]]
     return noise, table
+
+
+def _blocked_window(run: Run, whole: bool, purpose: str):
+    """A run's requests in its window, each with its time ``block``, the window and
+    its block plan; an AnalysisError naming ``purpose`` when it has no samples."""
+    requests = run.table("requests")
+    if requests.empty:
+        raise AnalysisError(
+            f"Run {run.id} has no per-request samples (requests table), which "
+            f"{purpose} needs; ingest it from exports that have them."
+        )
+    window = run_window(run, whole=whole, requests=requests)
+    plan = block_plan(window.seconds)
+    inside = window_requests(requests, window)
+    return inside.assign(block=time_blocks(inside["ts"], window, plan)), window, plan
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
