@@ -1,20 +1,40 @@
 """What perflab's recorder costs Locust: the same load with and without it.
 
 Runs a FastHttpUser load (no think time) on loopback against a minimal keep-alive HTTP
-server, in pairs of short runs without and with the recorder (the order alternating
-from pair to pair, so a drift in the machine's speed falls on both sides), and prints
-for each run Locust's own request rate and the Locust process's CPU time per request.
-On a shared machine the rate of one run varies by several percent from the next, so
-the summary is the median of the paired differences, with their quartiles: the cost
-is a few percent at most only when that median is. Then it prints the recorder's own
-CPU time per request measured in this process alone, without Locust.
-The server runs in its own process (on uvloop when it is installed) so that Locust,
-not the server, is the bottleneck; check that the Locust CPU column is near 100 % (one
-core), else the rates compare the server. A run with failed requests is refused.
+server, in its own process (on uvloop when it is installed) so that Locust, not the
+server, is the bottleneck: the Locust CPU column must read near 100 % (one core), else
+the rates compare the server. A run with failed requests is refused. Two designs:
+
+``interleaved`` (the default)
+    In each Locust process the recorder is attached and detached in turn, for
+    phases of ``--phase`` seconds (0.5), after a warm-up; pairs of phases alternate
+    their order (off, on, then on, off, ...). A recorded phase ends with the
+    recorder's write of what it kept, so the write's cost falls in it too, as the
+    once-a-second write does in a real run. On a shared virtual machine Locust's
+    rate drifts by 10 to 20 % over seconds and from one process to the next;
+    neighbouring half-seconds of one process share nearly all of that, so the
+    paired differences measure the recorder far more tightly than whole runs can.
+    Each phase's rate is its requests (Locust's own count) over its measured
+    length; the rows the recorder wrote must equal the requests of its phases.
+    ``--control`` runs the same phases with the recorder never attached, which
+    checks the design itself: its cost must come out near zero.
+``separate``
+    Pairs of whole runs without and with the recorder loaded as ``perflab run``
+    loads it (``--seconds`` each, the order alternating from pair to pair); prints
+    Locust's own request rate and the process's CPU time per request for each run.
+    Closest to a real run, but between runs the rate varies by several percent
+    even on a quiet machine.
+
+Both print the rates without and with the recorder, the paired costs' median and
+quartiles, and their mean with a bootstrap 95 % interval. Then the recorder's own
+CPU time per request is measured in this process alone, without Locust.
 
 Usage::
 
-    python benchmarks/recorder_overhead.py [--seconds 6] [--users 20] [--repeats 12]
+    python benchmarks/recorder_overhead.py [--design interleaved|separate|both]
+        [--runs 3] [--pairs 60] [--phase 0.5] [--control]     # interleaved
+        [--repeats 12] [--seconds 6]                          # separate
+        [--users 20]
 
 Not a test: it prints numbers for a person to read; the README quotes them.
 """
@@ -24,6 +44,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import json
+import math
 import os
 import random
 import socket
@@ -50,6 +72,52 @@ class Hammer(FastHttpUser):
     def hit(self):
         self.client.get("/ping")
 """
+
+#: The same user, with a greenlet that attaches and detaches a recorder in phases
+#: (settings in $PERFLAB_BENCH) and writes what each phase did, then stops Locust.
+INTERLEAVED = (
+    LOCUSTFILE
+    + """
+import json
+import os
+import time
+from pathlib import Path
+
+import gevent
+from locust import events
+
+from perflab.recording import Recorder
+
+
+@events.test_start.add_listener
+def _start(environment, **_):
+    gevent.spawn(_alternate, environment)
+
+
+def _alternate(environment):
+    settings = json.loads(os.environ["PERFLAB_BENCH"])
+    recorder = Recorder(Path(settings["file"]), flush_every=None)
+    request, total = environment.events.request, environment.stats.total
+    phases = []
+    gevent.sleep(settings["warmup"])
+    for pair in range(settings["pairs"]):
+        for record in (False, True) if pair % 2 == 0 else (True, False):
+            attach = record and not settings["control"]
+            if attach:
+                request.add_listener(recorder.on_request)
+            count, clock = total.num_requests, time.perf_counter()
+            gevent.sleep(settings["phase"])
+            if attach:
+                request.remove_listener(recorder.on_request)
+                recorder.flush()
+            seconds = time.perf_counter() - clock
+            phases.append([pair, record, total.num_requests - count, seconds])
+    recorder.close()
+    result = {"phases": phases, "recorded": recorder.count}
+    Path(settings["out"]).write_text(json.dumps(result))
+    environment.runner.quit()
+"""
+)
 
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n"
@@ -99,21 +167,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_once(
-    host: str, locustfile: Path, seconds: int, users: int, record: bool, work: Path
-):
-    """One Locust run; returns (requests/s, CPU us per request, CPU %)."""
-    run_dir = Path(tempfile.mkdtemp(dir=work))
-    (run_dir / "raw").mkdir()
-    files = f"{RECORDER},{locustfile}" if record else str(locustfile)
-    env = dict(os.environ)
-    if record:
-        env["PERFLAB_RUN_DIR"] = str(run_dir)
-    else:
-        env.pop("PERFLAB_RUN_DIR", None)
+def _locust(
+    host: str, files: str, users: int, seconds: float, run_dir: Path, env: dict
+) -> tuple[dict, float, float]:
+    """Run Locust headless until it stops (by itself, or at ``seconds``); returns
+    its Aggregated stats row, its CPU seconds and its wall seconds."""
     command = [
         sys.executable, "-m", "locust", "-f", files, "--headless", "--host", host,
-        "-u", str(users), "-r", str(users), "-t", f"{seconds}s",
+        "-u", str(users), "-r", str(users), "-t", f"{math.ceil(seconds)}s",
         "--csv", str(run_dir / "locust"), "--only-summary", "--loglevel", "WARNING",
         "--exit-code-on-error", "0",
     ]  # fmt: skip
@@ -124,27 +185,80 @@ def run_once(
         )
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.monotonic() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
+    if (code := os.waitstatus_to_exitcode(status)) != 0:
         tail = (run_dir / "locust.stderr").read_text(errors="replace")[-2000:]
-        raise SystemExit(f"locust exited with {process.returncode}:\n{tail}")
+        raise SystemExit(f"locust exited with {code}:\n{tail}")
     with open(run_dir / "locust_stats.csv", newline="") as handle:
         row = next(r for r in csv.DictReader(handle) if r["Name"] == "Aggregated")
-    requests = int(row["Request Count"])
-    failures = int(row["Failure Count"])
-    if failures:
+    if failures := int(row["Failure Count"]):
         raise SystemExit(
-            f"{failures:,} of {requests:,} requests failed: the rates would measure "
-            "errors, not the recorder"
+            f"{failures:,} of {int(row['Request Count']):,} requests failed: the "
+            "rates would measure errors, not the recorder"
         )
-    rate = float(row["Requests/s"])
-    cpu_s = usage.ru_utime + usage.ru_stime
+    return row, usage.ru_utime + usage.ru_stime, wall
+
+
+def run_separate(
+    host: str, locustfile: Path, seconds: int, users: int, record: bool, work: Path
+) -> tuple[float, float, float]:
+    """One whole run; returns (requests/s, CPU us per request, CPU %)."""
+    run_dir = Path(tempfile.mkdtemp(dir=work))
+    (run_dir / "raw").mkdir()
+    files = f"{RECORDER},{locustfile}" if record else str(locustfile)
+    env = dict(os.environ)
+    env.pop("PERFLAB_RUN_DIR", None)
+    if record:
+        env["PERFLAB_RUN_DIR"] = str(run_dir)
+    row, cpu_s, wall = _locust(host, files, users, seconds, run_dir, env)
+    requests = int(row["Request Count"])
     if record:
         files = (run_dir / "raw").glob("perflab_requests-*")
         recorded = sum(_recorded_rows(path) for path in files)
         if recorded < requests:
             print(f"  note: recorder kept {recorded} of {requests} requests")
+    rate = float(row["Requests/s"])
     return rate, 1e6 * cpu_s / max(requests, 1), 100 * cpu_s / wall
+
+
+def run_interleaved(
+    host: str,
+    locustfile: Path,
+    users: int,
+    pairs: int,
+    phase: float,
+    control: bool,
+    work: Path,
+    warmup: float = 3.0,
+) -> tuple[list[tuple[float, float]], float]:
+    """One Locust process alternating phases without and with the recorder;
+    returns each pair's (rate without, rate with) in requests/s, and the process's
+    CPU % over its whole run."""
+    run_dir = Path(tempfile.mkdtemp(dir=work))
+    settings = {
+        "pairs": pairs,
+        "phase": phase,
+        "warmup": warmup,
+        "control": control,
+        "file": str(run_dir / "requests.bin"),
+        "out": str(run_dir / "phases.json"),
+    }
+    env = dict(os.environ, PERFLAB_BENCH=json.dumps(settings))
+    env.pop("PERFLAB_RUN_DIR", None)
+    limit = warmup + 2 * pairs * phase + 30  # a bound only: the phases stop Locust
+    _, cpu_s, wall = _locust(host, str(locustfile), users, limit, run_dir, env)
+    done = json.loads(Path(settings["out"]).read_text())
+    rates: dict[int, dict[bool, float]] = {}
+    recorded_phases = 0
+    for pair, record, requests, seconds in done["phases"]:
+        rates.setdefault(pair, {})[record] = requests / seconds
+        recorded_phases += requests if record else 0
+    expected = 0 if control else recorded_phases
+    if done["recorded"] != expected:
+        raise SystemExit(
+            f"the recorder wrote {done['recorded']:,} rows, but its phases sent "
+            f"{expected:,} requests"
+        )
+    return [(r[False], r[True]) for _, r in sorted(rates.items())], 100 * cpu_s / wall
 
 
 def _recorded_rows(path: Path) -> int:
@@ -168,28 +282,71 @@ def _quartiles(values: list[float]) -> str:
     )
 
 
+def _interval(
+    values: list[float], estimate=statistics.median, draws: int = 4000
+) -> tuple[float, float]:
+    """A bootstrap 95 % interval of ``estimate`` (the pairs resampled)."""
+    rng = random.Random(1)
+    found = sorted(estimate(rng.choices(values, k=len(values))) for _ in range(draws))
+    return found[int(0.025 * draws)], found[int(0.975 * draws) - 1]
+
+
+def _costs(label: str, pairs: list[tuple[float, float]]) -> list[float]:
+    """Print the rates without and with the recorder and the paired costs (the
+    fall in the rate, in %); returns the costs."""
+    costs = [100 * (1 - on / off) for off, on in pairs]
+    low, high = _interval(costs)
+    mean_low, mean_high = _interval(costs, statistics.fmean)
+    print(
+        f"{label}:\n"
+        f"  median rate without recorder: "
+        f"{statistics.median(off for off, _ in pairs):,.0f} req/s\n"
+        f"  median rate with recorder:    "
+        f"{statistics.median(on for _, on in pairs):,.0f} req/s\n"
+        f"  rate cost of the recorder:    median {statistics.median(costs):+.2f} % "
+        f"of {len(costs)} pairs, bootstrap 95 % interval {low:+.2f} to "
+        f"{high:+.2f} %\n"
+        f"                                ({_quartiles(costs)})\n"
+        f"                                mean {statistics.fmean(costs):+.2f} % "
+        f"({mean_low:+.2f} to {mean_high:+.2f} %)",
+        flush=True,
+    )
+    return costs
+
+
 def recorder_cpu_us(rows: int = 200_000) -> float:
     """The recorder's own CPU time per request, in microseconds: its request handler
-    and its share of the once-a-second write, called in this process without
-    Locust, so none of the noise of two processes sharing two cores. ``main``
-    prints the median of three calls after a short one that warms Arrow up."""
+    called as Locust's event calls it (every field by keyword) and its share of the
+    writes, in this process without Locust, so none of the noise of two processes
+    sharing two cores. ``main`` prints the median of three calls after a short one
+    that warms it up."""
     from perflab.recording import Recorder
 
     class Response:
         status_code = 200
 
-    response = Response()
     # latencies and start times with all their digits, as Locust reports them
     rng = random.Random(0)
     latencies = [rng.uniform(0.5, 5.0) for _ in range(rows)]
     starts = [time.time() + i * 1e-4 for i in range(rows)]
+    meta = {
+        "request_type": "GET",
+        "name": "/ping",
+        "context": {},
+        "response": Response(),
+        "exception": None,
+        "start_time": 0.0,
+        "url": "http://127.0.0.1/ping",
+        "response_length": 2,
+        "response_time": 0.0,
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        recorder = Recorder(Path(tmp) / "requests.bin")
+        recorder = Recorder(Path(tmp) / "requests.bin", flush_every=None)
+        on_request = recorder.on_request
         started = time.process_time()
         for i in range(rows):
-            recorder.on_request(
-                "GET", "/ping", latencies[i], 2, response=response, start_time=starts[i]
-            )
+            meta["start_time"], meta["response_time"] = starts[i], latencies[i]
+            on_request(**meta)
             if i % 10_000 == 9_999:
                 recorder.flush()
         recorder.close()
@@ -198,9 +355,18 @@ def recorder_cpu_us(rows: int = 200_000) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=6)
+    parser.add_argument(
+        "--design", choices=("interleaved", "separate", "both"), default="interleaved"
+    )
     parser.add_argument("--users", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=12, help="pairs of runs")
+    parser.add_argument("--runs", type=int, default=3, help="interleaved processes")
+    parser.add_argument("--pairs", type=int, default=60, help="pairs of phases a run")
+    parser.add_argument("--phase", type=float, default=0.5, help="seconds a phase")
+    parser.add_argument(
+        "--control", action="store_true", help="never attach the recorder (A/A)"
+    )
+    parser.add_argument("--repeats", type=int, default=12, help="pairs of whole runs")
+    parser.add_argument("--seconds", type=int, default=6, help="seconds a whole run")
     args = parser.parse_args()
 
     port = _free_port()
@@ -208,52 +374,77 @@ def main() -> None:
     server.start()
     _wait_for(port)
     host = f"http://127.0.0.1:{port}"
-    results: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
-            locustfile = work / "hammer.py"
-            locustfile.write_text(LOCUSTFILE)
-            for repeat in range(args.repeats):
-                order = (False, True) if repeat % 2 == 0 else (True, False)
-                for record in order:
-                    result = run_once(
-                        host, locustfile, args.seconds, args.users, record, work
-                    )
-                    results[record].append(result)
-                    label = "with recorder   " if record else "without recorder"
-                    print(
-                        f"pair {repeat + 1} {label}: {result[0]:8.0f} req/s, "
-                        f"{result[1]:6.1f} us CPU per request, "
-                        f"Locust CPU {result[2]:5.1f} %",
-                        flush=True,
-                    )
+            if args.design in ("interleaved", "both"):
+                _interleaved(args, host, work)
+            if args.design in ("separate", "both"):
+                base = _separate(args, host, work)
+            else:
+                base = None
     finally:
         server.terminate()
 
-    base = statistics.median(r[0] for r in results[False])
-    with_recorder = statistics.median(r[0] for r in results[True])
-    cpu_base = statistics.median(r[1] for r in results[False])
-    cpu_rec = statistics.median(r[1] for r in results[True])
-    pairs = list(zip(results[False], results[True], strict=True))
-    rate_cost = [100 * (1 - w[0] / b[0]) for b, w in pairs]
-    cpu_cost = [100 * (w[1] / b[1] - 1) for b, w in pairs]
-    print(
-        f"\nmedian rate without recorder: {base:,.0f} req/s\n"
-        f"median rate with recorder:    {with_recorder:,.0f} req/s\n"
-        f"rate cost of the recorder:    {statistics.median(rate_cost):+.1f} % "
-        f"(median of {len(pairs)} pairs; {_quartiles(rate_cost)})\n"
-        f"CPU per request:              {cpu_base:.1f} us without, {cpu_rec:.1f} us "
-        f"with; paired: {statistics.median(cpu_cost):+.1f} % "
-        f"({_quartiles(cpu_cost)})"
-    )
-    print(f"rate cost, pair by pair:      {', '.join(f'{p:+.1f}' for p in rate_cost)}")
     recorder_cpu_us(20_000)  # warms the recorder up: not counted
     own = statistics.median(recorder_cpu_us() for _ in range(3))
+    share = f", {100 * own / base:.1f} % of Locust's {base:.1f} us" if base else ""
+    print(f"the recorder's own CPU: {own:.2f} us per request{share}")
+
+
+def _interleaved(args, host: str, work: Path) -> None:
+    locustfile = work / "interleaved.py"
+    locustfile.write_text(INTERLEAVED)
+    what = "control: recorder never attached" if args.control else "recorder"
     print(
-        f"the recorder's own CPU:       {own:.2f} us per request, "
-        f"{100 * own / cpu_base:.1f} % of Locust's {cpu_base:.1f} us without it"
+        f"interleaved ({what}): {args.runs} runs of {args.pairs} pairs of "
+        f"{args.phase} s phases, {args.users} users",
+        flush=True,
     )
+    pooled = []
+    for run in range(args.runs):
+        pairs, cpu = run_interleaved(
+            host, locustfile, args.users, args.pairs, args.phase, args.control, work
+        )
+        _costs(f"run {run + 1} (Locust CPU {cpu:.1f} %)", pairs)
+        pooled += pairs
+    if args.runs > 1:
+        _costs(f"all {args.runs} runs", pooled)
+
+
+def _separate(args, host: str, work: Path) -> float:
+    """Pairs of whole runs; returns Locust's median CPU us per request without the
+    recorder."""
+    locustfile = work / "hammer.py"
+    locustfile.write_text(LOCUSTFILE)
+    results: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
+    for repeat in range(args.repeats):
+        for record in (False, True) if repeat % 2 == 0 else (True, False):
+            result = run_separate(
+                host, locustfile, args.seconds, args.users, record, work
+            )
+            results[record].append(result)
+            label = "with recorder   " if record else "without recorder"
+            print(
+                f"pair {repeat + 1} {label}: {result[0]:8.0f} req/s, "
+                f"{result[1]:6.1f} us CPU per request, "
+                f"Locust CPU {result[2]:5.1f} %",
+                flush=True,
+            )
+    pairs = list(zip(results[False], results[True], strict=True))
+    costs = _costs(
+        f"separate: {args.repeats} pairs of {args.seconds} s runs",
+        [(off[0], on[0]) for off, on in pairs],
+    )
+    print(f"  rate cost, pair by pair:      {', '.join(f'{c:+.1f}' for c in costs)}")
+    cpu_base = statistics.median(off[1] for off, _ in pairs)
+    cpu_cost = [100 * (on[1] / off[1] - 1) for off, on in pairs]
+    print(
+        f"  CPU per request:              {cpu_base:.1f} us without, "
+        f"{statistics.median(on[1] for _, on in pairs):.1f} us with; paired "
+        f"{statistics.median(cpu_cost):+.1f} % ({_quartiles(cpu_cost)})"
+    )
+    return cpu_base
 
 
 if __name__ == "__main__":

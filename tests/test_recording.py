@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 import time
 
+import gevent
 import pandas as pd
 import pytest
 
@@ -172,3 +173,28 @@ def test_a_file_cut_mid_write_reads_up_to_its_last_whole_block(tmp_path, store):
         'GET /search?q="a, b"\nnext',
     ]
     assert len(run.table("requests")) == 2
+
+
+def test_writes_come_every_flush_every_seconds_or_only_when_asked(tmp_path):
+    timed = Recorder(tmp_path / "timed.bin", flush_every=0.05)
+    manual = Recorder(tmp_path / "manual.bin", flush_every=None)
+    for recorder in (timed, manual):
+        # every field by keyword, as Locust's request event passes them
+        recorder.on_request(
+            request_type="GET",
+            name="/a",
+            response_time=1.5,
+            response_length=2,
+            response=_Response(200),
+            context={},
+            exception=None,
+            start_time=START,
+            url="http://127.0.0.1/a",
+        )
+    gevent.sleep(0.3)  # lets the timed recorder's writer run
+    assert (timed.count, manual.count) == (1, 0)
+    manual.flush()
+    assert manual.count == 1
+    for recorder in (timed, manual):
+        recorder.close()
+        assert _starts(recorder.path) == [START]
