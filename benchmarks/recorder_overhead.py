@@ -7,17 +7,20 @@ the rates compare the server. A run with failed requests is refused. Two designs
 
 ``interleaved`` (the default)
     In each Locust process the recorder is attached and detached in turn, for
-    phases of ``--phase`` seconds (0.5), after a warm-up; pairs of phases alternate
+    phases of ``--phase`` seconds (0.2), after a warm-up; pairs of phases alternate
     their order (off, on, then on, off, ...). A recorded phase ends with the
     recorder's write of what it kept, so the write's cost falls in it too, as the
     once-a-second write does in a real run. On a shared virtual machine Locust's
     rate drifts by 10 to 20 % over seconds and from one process to the next;
-    neighbouring half-seconds of one process share nearly all of that, so the
-    paired differences measure the recorder far more tightly than whole runs can.
+    neighbouring phases of one process share most of that, so the paired
+    differences measure the recorder far more tightly than whole runs can.
     Each phase's rate is its requests (Locust's own count) over its measured
     length; the rows the recorder wrote must equal the requests of its phases.
-    ``--control`` runs the same phases with the recorder never attached, which
-    checks the design itself: its cost must come out near zero.
+    ``--attach nothing`` runs the same phases with nothing attached, which checks
+    the design itself: its cost must come out near zero. ``--attach listener``
+    attaches a listener that does nothing: what Locust spends calling one more
+    request listener, which any recorder pays, apart from the recorder's own
+    work.
 ``separate``
     Pairs of whole runs without and with the recorder loaded as ``perflab run``
     loads it (``--seconds`` each, the order alternating from pair to pair); prints
@@ -25,14 +28,18 @@ the rates compare the server. A run with failed requests is refused. Two designs
     Closest to a real run, but between runs the rate varies by several percent
     even on a quiet machine.
 
-Both print the rates without and with the recorder, the paired costs' median and
-quartiles, and their mean with a bootstrap 95 % interval. Then the recorder's own
-CPU time per request is measured in this process alone, without Locust.
+Both print the rates without and with the recorder and the paired costs (the fall
+in the rate): their median with a bootstrap 95 % interval and quartiles, and their
+mean with its interval. The median is the figure to read: now and then a phase or
+a run loses a large part of its time to something else on the machine, and those
+stalls, on either side of a pair, swing the mean. Then the recorder's own CPU time
+per request is measured in this process alone, without Locust.
 
 Usage::
 
     python benchmarks/recorder_overhead.py [--design interleaved|separate|both]
-        [--runs 3] [--pairs 60] [--phase 0.5] [--control]     # interleaved
+        [--runs 3] [--pairs 150] [--phase 0.2]                # interleaved
+        [--attach recorder|listener|nothing]
         [--repeats 12] [--seconds 6]                          # separate
         [--users 20]
 
@@ -94,21 +101,28 @@ def _start(environment, **_):
     gevent.spawn(_alternate, environment)
 
 
+def _nothing(**_):
+    pass
+
+
 def _alternate(environment):
     settings = json.loads(os.environ["PERFLAB_BENCH"])
     recorder = Recorder(Path(settings["file"]), flush_every=None)
+    listener = {"recorder": recorder.on_request, "listener": _nothing}.get(
+        settings["attach"]
+    )
     request, total = environment.events.request, environment.stats.total
     phases = []
     gevent.sleep(settings["warmup"])
     for pair in range(settings["pairs"]):
         for record in (False, True) if pair % 2 == 0 else (True, False):
-            attach = record and not settings["control"]
+            attach = record and listener is not None
             if attach:
-                request.add_listener(recorder.on_request)
+                request.add_listener(listener)
             count, clock = total.num_requests, time.perf_counter()
             gevent.sleep(settings["phase"])
             if attach:
-                request.remove_listener(recorder.on_request)
+                request.remove_listener(listener)
                 recorder.flush()
             seconds = time.perf_counter() - clock
             phases.append([pair, record, total.num_requests - count, seconds])
@@ -226,19 +240,19 @@ def run_interleaved(
     users: int,
     pairs: int,
     phase: float,
-    control: bool,
+    attach: str,
     work: Path,
     warmup: float = 3.0,
 ) -> tuple[list[tuple[float, float]], float]:
-    """One Locust process alternating phases without and with the recorder;
-    returns each pair's (rate without, rate with) in requests/s, and the process's
-    CPU % over its whole run."""
+    """One Locust process alternating phases without and with the recorder (or
+    what ``attach`` names); returns each pair's (rate without, rate with) in
+    requests/s, and the process's CPU % over its whole run."""
     run_dir = Path(tempfile.mkdtemp(dir=work))
     settings = {
         "pairs": pairs,
         "phase": phase,
         "warmup": warmup,
-        "control": control,
+        "attach": attach,
         "file": str(run_dir / "requests.bin"),
         "out": str(run_dir / "phases.json"),
     }
@@ -252,7 +266,7 @@ def run_interleaved(
     for pair, record, requests, seconds in done["phases"]:
         rates.setdefault(pair, {})[record] = requests / seconds
         recorded_phases += requests if record else 0
-    expected = 0 if control else recorded_phases
+    expected = recorded_phases if attach == "recorder" else 0
     if done["recorded"] != expected:
         raise SystemExit(
             f"the recorder wrote {done['recorded']:,} rows, but its phases sent "
@@ -292,18 +306,19 @@ def _interval(
 
 
 def _costs(label: str, pairs: list[tuple[float, float]]) -> list[float]:
-    """Print the rates without and with the recorder and the paired costs (the
-    fall in the rate, in %); returns the costs."""
+    """Print the rates without and with what is measured (the recorder, or what
+    ``--attach`` names) and the paired costs (the fall in the rate, in %); returns
+    the costs."""
     costs = [100 * (1 - on / off) for off, on in pairs]
     low, high = _interval(costs)
     mean_low, mean_high = _interval(costs, statistics.fmean)
     print(
         f"{label}:\n"
-        f"  median rate without recorder: "
+        f"  median rate without:          "
         f"{statistics.median(off for off, _ in pairs):,.0f} req/s\n"
-        f"  median rate with recorder:    "
+        f"  median rate with:             "
         f"{statistics.median(on for _, on in pairs):,.0f} req/s\n"
-        f"  rate cost of the recorder:    median {statistics.median(costs):+.2f} % "
+        f"  rate cost:                    median {statistics.median(costs):+.2f} % "
         f"of {len(costs)} pairs, bootstrap 95 % interval {low:+.2f} to "
         f"{high:+.2f} %\n"
         f"                                ({_quartiles(costs)})\n"
@@ -360,10 +375,14 @@ def main() -> None:
     )
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--runs", type=int, default=3, help="interleaved processes")
-    parser.add_argument("--pairs", type=int, default=60, help="pairs of phases a run")
-    parser.add_argument("--phase", type=float, default=0.5, help="seconds a phase")
+    parser.add_argument("--pairs", type=int, default=150, help="pairs of phases a run")
+    parser.add_argument("--phase", type=float, default=0.2, help="seconds a phase")
     parser.add_argument(
-        "--control", action="store_true", help="never attach the recorder (A/A)"
+        "--attach",
+        choices=("recorder", "listener", "nothing"),
+        default="recorder",
+        help="what the interleaved phases attach: the recorder, a listener that "
+        "does nothing, or nothing (a control of the design)",
     )
     parser.add_argument("--repeats", type=int, default=12, help="pairs of whole runs")
     parser.add_argument("--seconds", type=int, default=6, help="seconds a whole run")
@@ -395,7 +414,11 @@ def main() -> None:
 def _interleaved(args, host: str, work: Path) -> None:
     locustfile = work / "interleaved.py"
     locustfile.write_text(INTERLEAVED)
-    what = "control: recorder never attached" if args.control else "recorder"
+    what = {
+        "recorder": "recorder",
+        "listener": "a listener that does nothing",
+        "nothing": "control: nothing attached",
+    }[args.attach]
     print(
         f"interleaved ({what}): {args.runs} runs of {args.pairs} pairs of "
         f"{args.phase} s phases, {args.users} users",
@@ -404,7 +427,7 @@ def _interleaved(args, host: str, work: Path) -> None:
     pooled = []
     for run in range(args.runs):
         pairs, cpu = run_interleaved(
-            host, locustfile, args.users, args.pairs, args.phase, args.control, work
+            host, locustfile, args.users, args.pairs, args.phase, args.attach, work
         )
         _costs(f"run {run + 1} (Locust CPU {cpu:.1f} %)", pairs)
         pooled += pairs
