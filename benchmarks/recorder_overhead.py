@@ -387,6 +387,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=12, help="pairs of whole runs")
     parser.add_argument("--seconds", type=int, default=6, help="seconds a whole run")
     args = parser.parse_args()
+    if min(args.pairs, args.repeats) < 2:
+        parser.error("--pairs and --repeats need at least 2, for quartiles")
 
     port = _free_port()
     server = Process(target=_serve, args=(port,), daemon=True)
