@@ -260,7 +260,11 @@ def run_interleaved(
     env.pop("PERFLAB_RUN_DIR", None)
     limit = warmup + 2 * pairs * phase + 30  # a bound only: the phases stop Locust
     _, cpu_s, wall = _locust(host, str(locustfile), users, limit, run_dir, env)
-    done = json.loads(Path(settings["out"]).read_text())
+    try:
+        done = json.loads(Path(settings["out"]).read_text())
+    except FileNotFoundError:
+        tail = (run_dir / "locust.stderr").read_text(errors="replace")[-2000:]
+        raise SystemExit(f"Locust stopped before its phases ended:\n{tail}") from None
     rates: dict[int, dict[bool, float]] = {}
     recorded_phases = 0
     for pair, record, requests, seconds in done["phases"]:
