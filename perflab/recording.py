@@ -139,7 +139,7 @@ class Recorder:
         **_,
     ):
         # Locust passes every field by keyword; naming the two unused ones saves
-        # building a dict of them for each request (a quarter of this call's cost).
+        # building a dict of them for each request (a fifth of this call's cost).
         try:
             endpoint = self._endpoints[request_type, name]
         except (KeyError, TypeError):
