@@ -1337,9 +1337,12 @@ def _fast_refusal(path: Path, encoding: str | None) -> str | None:
     return None
 
 
-#: Unix time in seconds, milli-, micro- or nanoseconds as nanoseconds, told apart by
-#: magnitude as :func:`_csv_times` does.
-_TIME_NS_SQL = """stamp * CASE WHEN stamp < 100000000000 THEN 1000000000
+#: Whether a sample's unix time is in whole seconds, told apart by magnitude as
+#: :func:`_csv_times` does.
+_WHOLE_SECONDS_SQL = "stamp < 100000000000"
+
+#: Unix time in seconds, milli-, micro- or nanoseconds as nanoseconds.
+_TIME_NS_SQL = f"""stamp * CASE WHEN {_WHOLE_SECONDS_SQL} THEN 1000000000
                          WHEN stamp < 100000000000000 THEN 1000000
                          WHEN stamp < 100000000000000000 THEN 1000
                          ELSE 1 END"""
@@ -1398,9 +1401,17 @@ def _read_csv_fast(
         progress,
         share=0.9,
     )
-    count, broken = con.execute(
-        """SELECT count(*), count(*) FILTER (WHERE stamp IS NULL OR stamp < 0
-                                             OR value IS NULL OR isnan(value))
+    # One pass over the samples for what decides the way on: whether they are
+    # all well-formed, whether every request has k6's expected_response tag
+    # (which then decides, see below) and whether the times are whole seconds.
+    count, broken, expected, whole_seconds = con.execute(
+        f"""SELECT count(*),
+                  count(*) FILTER (WHERE stamp IS NULL OR stamp < 0
+                                   OR value IS NULL OR isnan(value)),
+                  coalesce(bool_and(coalesce(lower(expected_response)
+                                             IN ('true', 'false'), false))
+                               FILTER (WHERE metric = '{DURATION}'), false),
+                  coalesce(bool_or({_WHOLE_SECONDS_SQL}), false)
            FROM k6_samples"""
     ).fetchall()[0]
     if count == 0 or broken:
@@ -1410,19 +1421,16 @@ def _read_csv_fast(
         return None
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW k6_timed AS
-        SELECT rowid AS row, * EXCLUDE (stamp), stamp < 100000000000 AS whole_seconds,
-               {_TIME_NS_SQL} AS time_ns
+        SELECT rowid AS row, * EXCLUDE (stamp), {_TIME_NS_SQL} AS time_ns
         FROM k6_samples"""
     ).fetchall()
 
     # 2. Requests: a duration sample with the failed sample that follows it. When
-    #    every request has k6's expected_response tag, which then decides, the
-    #    pairing (a sort of the samples in file order) is left out.
-    expected = con.execute(
-        f"""SELECT coalesce(bool_and(coalesce(lower(expected_response)
-                                              IN ('true', 'false'), false)), false)
-            FROM k6_samples WHERE metric = '{DURATION}'"""
-    ).fetchall()[0][0]
+    #    every request has the expected_response tag, the pairing (a sort of the
+    #    samples in file order) is left out and the requests are a view: the two
+    #    queries that read them, for the run's metadata and for requests.parquet,
+    #    then compute only the columns each needs, faster than storing them all
+    #    once. Paired requests are stored, so that the sort is made only once.
     if expected:
         paired = f"""SELECT *, NULL::DOUBLE AS failed_value
             FROM k6_timed WHERE metric = '{DURATION}'"""
@@ -1441,7 +1449,7 @@ def _read_csv_fast(
             FROM k6_timed s JOIN pairs p USING (row)
             WHERE p.metric = '{DURATION}'"""
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE k6_requests AS
+        f"""CREATE OR REPLACE TEMP {"VIEW" if expected else "TABLE"} k6_requests AS
         WITH paired AS (
             {paired}
         ), typed AS (
@@ -1466,9 +1474,9 @@ def _read_csv_fast(
                     WHEN failed_value IS NOT NULL THEN failed_value = 0
                     ELSE coalesce(code BETWEEN 200 AND 399, false)
                          AND problem IS NULL END AS ok,
-               CASE WHEN expected IN ('true', 'false') THEN 'expected_response'
-                    WHEN failed_value IS NOT NULL THEN 'http_req_failed'
-                    ELSE 'status' END AS rule,
+               CASE WHEN expected IN ('true', 'false') THEN '{_RULES[0]}'
+                    WHEN failed_value IS NOT NULL THEN '{_RULES[1]}'
+                    ELSE '{_RULES[2]}' END AS rule,
                problem AS error, TRY_CAST(vu AS BIGINT) AS "user"
         FROM failing"""
     ).fetchall()
@@ -1481,12 +1489,14 @@ def _read_csv_fast(
     if progress is not None:
         progress.update(progress.total - progress.n)
     result = Ingested(tool="k6", fmt="k6-csv", files=[path])
-    whole_seconds = bool(
-        con.execute("SELECT bool_or(whole_seconds) FROM k6_timed").fetchall()[0][0]
-    )
     _fast_meta(con, result, [path.name] if whole_seconds else [])
     log.info("read %s with DuckDB (%d wanted samples)", path, count)
     return result
+
+
+#: The rules that decide whether a request succeeded, in the order of the module
+#: docstring: the expected_response tag, the http_req_failed sample, the status.
+_RULES = ("expected_response", "http_req_failed", "status")
 
 
 def _fast_meta(
@@ -1497,21 +1507,26 @@ def _fast_meta(
     """The run metadata and warnings of :meth:`_Collector.finish`, from SQL.
 
     ``whole_second_files`` names the files whose samples' times are whole seconds.
+    The requests (``k6_requests``, often a view that computes its columns anew
+    on each read) are read twice: for the counts, the span and the scenarios in
+    one query, per URL for the origins in another.
     """
-    (requests, apart, start_ns, end_ns) = con.execute(
-        """SELECT count(*) FILTER (WHERE NOT apart), count(*) FILTER (WHERE apart),
+    rules = ", ".join(
+        f"count(*) FILTER (WHERE NOT apart AND rule = '{rule}')" for rule in _RULES
+    )
+    (requests, apart, start_ns, end_ns, scenarios, *by_rule) = con.execute(
+        f"""SELECT count(*) FILTER (WHERE NOT apart), count(*) FILTER (WHERE apart),
                   min(start_ns) FILTER (WHERE NOT apart),
-                  max(time_ns) FILTER (WHERE NOT apart)
+                  max(time_ns) FILTER (WHERE NOT apart),
+                  list(DISTINCT scenario) FILTER (WHERE NOT apart AND scenario <> ''),
+                  {rules}
            FROM k6_requests"""
     ).fetchall()[0]
     collector = _Collector(sink=None)
     collector.whole_second_files = list(whole_second_files or [])
     collector.requests = requests
     collector.setup_teardown = apart
-    for rule, n in con.execute(
-        "SELECT rule, count(*) FROM k6_requests WHERE NOT apart GROUP BY rule"
-    ).fetchall():
-        collector.by_rule[rule] = n
+    collector.by_rule.update(dict(zip(_RULES, by_rule, strict=True)))
     if requests:
         collector._widen(_ns(start_ns), _ns(end_ns))
 
@@ -1529,22 +1544,21 @@ def _fast_meta(
         collector.users.append(series)
         collector._widen(series["ts"].iloc[0], series["ts"].iloc[-1])
 
-    collector.scenarios.update(
-        s
-        for (s,) in con.execute(
-            "SELECT DISTINCT scenario FROM k6_requests "
-            "WHERE NOT apart AND scenario <> ''"
-        ).fetchall()
-    )
-    # Origins by the URL's scheme and authority, in order of first appearance.
+    collector.scenarios.update(scenarios or ())
+    # Origins by the URL's scheme and authority, in order of first appearance;
+    # the pattern is matched once per distinct URL, not once per request.
     for prefix, n in con.execute(
-        r"""SELECT regexp_extract(url, '^[^/?#]*(//[^/?#]*)?') AS prefix, count(*)
-            FROM k6_requests WHERE NOT apart AND url IS NOT NULL
-            GROUP BY prefix ORDER BY min(row)"""
+        r"""WITH urls AS (
+                SELECT url, count(*) AS n, min(row) AS first
+                FROM k6_requests WHERE NOT apart AND url IS NOT NULL
+                GROUP BY url
+            )
+            SELECT regexp_extract(url, '^[^/?#]*(//[^/?#]*)?') AS prefix, sum(n)
+            FROM urls GROUP BY prefix ORDER BY min(first)"""
     ).fetchall():
         origin = _origin(prefix)
         if origin:
-            collector.origins[origin] += n
+            collector.origins[origin] += int(n)
     for group, check, passes, fails in con.execute(
         f"""SELECT coalesce("group", ''), coalesce("check", ''),
                   count(*) FILTER (WHERE value <> 0), count(*) FILTER (WHERE value = 0)
