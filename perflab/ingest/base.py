@@ -227,24 +227,34 @@ def _stderr_is_terminal() -> bool:
 
 
 def execute(
-    con: duckdb.DuckDBPyConnection, sql: str, progress=None, share: float = 1.0
-) -> None:
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    progress=None,
+    share: float = 1.0,
+    arrow: bool = False,
+):
     """Run one statement; advance ``progress`` by ``share`` of its total meanwhile.
 
     DuckDB reports a running query's progress (0-100 %); the statement runs on a
     worker thread while this thread moves the bar. Interrupting (Ctrl-C) stops the
-    query.
+    query. With ``arrow`` the query's result is returned as a ``pyarrow.Table``,
+    else nothing is.
     """
+
+    def run():
+        return con.sql(sql).to_arrow_table() if arrow else con.execute(sql).fetchall()
+
     began = time.perf_counter()
     if progress is None:
-        con.execute(sql).fetchall()
+        rows = run()
         log.debug("DuckDB %.2f s: %s", time.perf_counter() - began, sql[:60])
-        return
+        return rows if arrow else None
+    done: list = []
     failure: list[BaseException] = []
 
     def work() -> None:
         try:
-            con.execute(sql).fetchall()
+            done.append(run())
         except BaseException as exc:  # handed to the calling thread
             failure.append(exc)
 
@@ -255,9 +265,9 @@ def execute(
     try:
         while worker.is_alive():
             worker.join(0.1)
-            done = con.query_progress()
-            if done >= 0:
-                progress.update(max(begin + span * done / 100 - progress.n, 0))
+            percent = con.query_progress()
+            if percent >= 0:
+                progress.update(max(begin + span * percent / 100 - progress.n, 0))
     except KeyboardInterrupt:
         con.interrupt()
         worker.join()
@@ -266,6 +276,7 @@ def execute(
     if failure:
         raise failure[0]
     log.debug("DuckDB %.2f s: %s", time.perf_counter() - began, sql[:60])
+    return done[0] if arrow else None
 
 
 # -- reading text ---------------------------------------------------------------------
