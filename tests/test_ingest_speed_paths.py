@@ -255,14 +255,6 @@ def test_k6_csv_with_every_expected_response_gives_the_same_run(tmp_path, monkey
     assert fast[0].meta["success_rule"] == {"expected_response": len(requests)}
 
 
-@pytest.mark.parametrize("tagged", [False, True])
-def test_k6_csv_above_the_arrow_size_gives_the_same_run(tmp_path, monkeypatch, tagged):
-    # a file larger than _ARROW_BYTES has its samples stored in a DuckDB table
-    monkeypatch.setattr(k6_reader, "_ARROW_BYTES", 0)
-    path = _k6_file(tmp_path / "k6.csv", tagged=tagged)
-    _assert_same_run(*_both_ways(path, tmp_path, monkeypatch, k6_reader))
-
-
 def test_jtl_fast_path_gives_the_same_run(tmp_path, monkeypatch):
     path = _jtl_file(tmp_path / "results.jtl")
     fast, careful = _both_ways(path, tmp_path, monkeypatch, jmeter_reader)

@@ -227,34 +227,24 @@ def _stderr_is_terminal() -> bool:
 
 
 def execute(
-    con: duckdb.DuckDBPyConnection,
-    sql: str,
-    progress=None,
-    share: float = 1.0,
-    arrow: bool = False,
-):
+    con: duckdb.DuckDBPyConnection, sql: str, progress=None, share: float = 1.0
+) -> None:
     """Run one statement; advance ``progress`` by ``share`` of its total meanwhile.
 
     DuckDB reports a running query's progress (0-100 %); the statement runs on a
     worker thread while this thread moves the bar. Interrupting (Ctrl-C) stops the
-    query. With ``arrow`` the query's result is returned as a ``pyarrow.Table``,
-    else nothing is.
+    query.
     """
-
-    def run():
-        return con.sql(sql).to_arrow_table() if arrow else con.execute(sql).fetchall()
-
     began = time.perf_counter()
     if progress is None:
-        rows = run()
+        con.execute(sql).fetchall()
         log.debug("DuckDB %.2f s: %s", time.perf_counter() - began, sql[:60])
-        return rows if arrow else None
-    done: list = []
+        return
     failure: list[BaseException] = []
 
     def work() -> None:
         try:
-            done.append(run())
+            con.execute(sql).fetchall()
         except BaseException as exc:  # handed to the calling thread
             failure.append(exc)
 
@@ -265,9 +255,9 @@ def execute(
     try:
         while worker.is_alive():
             worker.join(0.1)
-            percent = con.query_progress()
-            if percent >= 0:
-                progress.update(max(begin + span * percent / 100 - progress.n, 0))
+            done = con.query_progress()
+            if done >= 0:
+                progress.update(max(begin + span * done / 100 - progress.n, 0))
     except KeyboardInterrupt:
         con.interrupt()
         worker.join()
@@ -276,7 +266,6 @@ def execute(
     if failure:
         raise failure[0]
     log.debug("DuckDB %.2f s: %s", time.perf_counter() - began, sql[:60])
-    return done[0] if arrow else None
 
 
 # -- reading text ---------------------------------------------------------------------

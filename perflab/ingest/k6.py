@@ -1347,12 +1347,6 @@ _TIME_NS_SQL = f"""stamp * CASE WHEN {_WHOLE_SECONDS_SQL} THEN 1000000000
                          WHEN stamp < 100000000000000000 THEN 1000
                          ELSE 1 END"""
 
-#: The largest CSV whose wanted samples the fast path holds as an Arrow table, in
-#: memory outside DuckDB's limit: a fifth of the file's size or less (150 MB for
-#: the 716 MB benchmark file). A larger file's samples go into a DuckDB table, which
-#: spills to disk.
-_ARROW_BYTES = 2**30
-
 #: The canonical requests columns from the k6_rows relation.
 _REQUESTS_SELECT = (
     "ts, CASE WHEN method IS NULL THEN name ELSE method || ' ' || name END "
@@ -1373,14 +1367,11 @@ def _read_csv_fast(
     extra = ["metadata"] if "metadata" in header else []
 
     # 1. Parse the file in parallel and keep the wanted samples. With insertion
-    #    order preserved they come in file order, so their position (``row``) is
-    #    the file order; numbering the rows with a window function instead would
-    #    make the whole scan single-threaded. They are held as an Arrow table,
-    #    which DuckDB fills faster than one of its own, unless the file is larger
-    #    than _ARROW_BYTES: a DuckDB table stays within the connection's memory
-    #    limit. A tag is kept only for the samples that use it (the request's
-    #    tags for its duration sample, group and check for checks): strings make
-    #    most of the table's cost.
+    #    order preserved the table's rowid is the file order; numbering the rows
+    #    with a window function instead would make the whole scan single-threaded.
+    #    A tag is kept only for the samples that use it (the request's tags for
+    #    its duration sample, group and check for checks): strings make most of
+    #    the table's cost.
     vu = '"vu"' if "vu" in tags else "NULL"
     if extra:
         found = r"""NULLIF(regexp_extract(metadata, '(?:^|&)vu=(\d+)', 1), '')"""
@@ -1398,28 +1389,18 @@ def _read_csv_fast(
 
     tag_columns = ", ".join(tag(t) for t in _TAGS if t != "vu")
     vu = tag("vu", vu)
-    select = f"""
+    execute(
+        con,
+        f"""CREATE OR REPLACE TEMP TABLE k6_samples AS
         SELECT metric_name AS metric, timestamp AS stamp, metric_value AS value,
                {tag_columns}, {vu}
         FROM read_csv({sql_path(source)}, header = true,
             auto_detect = false, delim = ',', quote = '"', escape = '"',
             columns = {{{columns}}}, strict_mode = true, null_padding = false)
-        WHERE metric_name IN ({_WANTED_SQL})"""
-    if source.stat().st_size <= _ARROW_BYTES:
-        samples = execute(con, select, progress, share=0.9, arrow=True)
-        row = pa.array(np.arange(samples.num_rows, dtype=np.int64))
-        con.register("k6_samples", samples.append_column("row", row))
-    else:
-        execute(
-            con,
-            f"CREATE OR REPLACE TEMP TABLE k6_stored AS {select}",
-            progress,
-            share=0.9,
-        )
-        con.execute(
-            "CREATE OR REPLACE TEMP VIEW k6_samples AS "
-            "SELECT *, rowid AS row FROM k6_stored"
-        ).fetchall()
+        WHERE metric_name IN ({_WANTED_SQL})""",
+        progress,
+        share=0.9,
+    )
     # One pass over the samples for what decides the way on: whether they are
     # all well-formed, whether every request has k6's expected_response tag
     # (which then decides, see below) and whether the times are whole seconds.
@@ -1440,7 +1421,7 @@ def _read_csv_fast(
         return None
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW k6_timed AS
-        SELECT * EXCLUDE (stamp), {_TIME_NS_SQL} AS time_ns
+        SELECT rowid AS row, * EXCLUDE (stamp), {_TIME_NS_SQL} AS time_ns
         FROM k6_samples"""
     ).fetchall()
 
