@@ -264,9 +264,9 @@ def child_floor(path: str, kind: str) -> dict:
     time, to Parquet with the store's columns, in one statement.
 
     Less than any ingest that stores requests in time order can do: no check of
-    the rows, no error texts, users by a hash of the thread name, no derived
-    tables, no raw copy. Its speed bounds what such an ingest can reach on this
-    machine.
+    the rows, the failure message as it stands for the error, users by a hash of
+    the thread name (JMeter) or none (k6), no derived tables, no raw copy, no
+    memory limit. Its speed bounds what such an ingest can reach on this machine.
     """
     import duckdb
 
