@@ -2,8 +2,9 @@
 
 Runs a FastHttpUser load (no think time) on loopback against a minimal keep-alive HTTP
 server, in its own process (on uvloop when it is installed) so that Locust, not the
-server, is the bottleneck: the Locust CPU column must read near 100 % (one core), else
-the rates compare the server. A run with failed requests is refused. Two designs:
+server, is the bottleneck: Locust must keep one core busy, else the rates compare the
+server (the output says how busy it was, and the interleaved design warns when it
+was not). A run with failed requests is refused. Two designs:
 
 ``interleaved`` (the default)
     In each Locust process the recorder is attached and detached in turn, for
@@ -81,7 +82,8 @@ class Hammer(FastHttpUser):
 """
 
 #: The same user, with a greenlet that attaches and detaches a recorder in phases
-#: (settings in $PERFLAB_BENCH) and writes what each phase did, then stops Locust.
+#: (settings in $PERFLAB_BENCH) and writes what each phase did (requests, seconds,
+#: CPU seconds of the process), then stops Locust.
 INTERLEAVED = (
     LOCUSTFILE
     + """
@@ -120,12 +122,13 @@ def _alternate(environment):
             if attach:
                 request.add_listener(listener)
             count, clock = total.num_requests, time.perf_counter()
+            cpu = time.process_time()
             gevent.sleep(settings["phase"])
             if attach:
                 request.remove_listener(listener)
                 recorder.flush()
-            seconds = time.perf_counter() - clock
-            phases.append([pair, record, total.num_requests - count, seconds])
+            seconds, cpu = time.perf_counter() - clock, time.process_time() - cpu
+            phases.append([pair, record, total.num_requests - count, seconds, cpu])
     recorder.close()
     result = {"phases": phases, "recorded": recorder.count}
     Path(settings["out"]).write_text(json.dumps(result))
@@ -197,7 +200,17 @@ def _locust(
         process = subprocess.Popen(
             command, env=env, stdout=subprocess.DEVNULL, stderr=stderr
         )
-    _, status, usage = os.wait4(process.pid, 0)
+    # Locust stops itself at -t; a Locust that hangs is killed a minute later
+    deadline = started + seconds + 60
+    while (waited := os.wait4(process.pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            process.kill()
+            os.wait4(process.pid, 0)
+            raise SystemExit(
+                f"locust was still running {seconds + 60:.0f} s on: killed"
+            )
+        time.sleep(0.05)
+    _, status, usage = waited
     wall = time.monotonic() - started
     if (code := os.waitstatus_to_exitcode(status)) != 0:
         tail = (run_dir / "locust.stderr").read_text(errors="replace")[-2000:]
@@ -243,10 +256,14 @@ def run_interleaved(
     attach: str,
     work: Path,
     warmup: float = 3.0,
-) -> tuple[list[tuple[float, float]], float]:
+) -> tuple[list[tuple[float, float]], float, float]:
     """One Locust process alternating phases without and with the recorder (or
-    what ``attach`` names); returns each pair's (rate without, rate with) in
-    requests/s, and the process's CPU % over its whole run."""
+    what ``attach`` names).
+
+    Returns each pair's (rate without, rate with) in requests/s; the median share
+    of a core Locust used in a phase (near 1 when it is the bottleneck); and its
+    median CPU time per request, in us, in the phases without.
+    """
     run_dir = Path(tempfile.mkdtemp(dir=work))
     settings = {
         "pairs": pairs,
@@ -259,7 +276,7 @@ def run_interleaved(
     env = dict(os.environ, PERFLAB_BENCH=json.dumps(settings))
     env.pop("PERFLAB_RUN_DIR", None)
     limit = warmup + 2 * pairs * phase + 30  # a bound only: the phases stop Locust
-    _, cpu_s, wall = _locust(host, str(locustfile), users, limit, run_dir, env)
+    _locust(host, str(locustfile), users, limit, run_dir, env)
     try:
         done = json.loads(Path(settings["out"]).read_text())
     except FileNotFoundError:
@@ -267,7 +284,7 @@ def run_interleaved(
         raise SystemExit(f"Locust stopped before its phases ended:\n{tail}") from None
     rates: dict[int, dict[bool, float]] = {}
     recorded_phases = 0
-    for pair, record, requests, seconds in done["phases"]:
+    for pair, record, requests, seconds, _ in done["phases"]:
         rates.setdefault(pair, {})[record] = requests / seconds
         recorded_phases += requests if record else 0
     expected = recorded_phases if attach == "recorder" else 0
@@ -276,7 +293,13 @@ def run_interleaved(
             f"the recorder wrote {done['recorded']:,} rows, but its phases sent "
             f"{expected:,} requests"
         )
-    return [(r[False], r[True]) for _, r in sorted(rates.items())], 100 * cpu_s / wall
+    busy = statistics.median(cpu / seconds for *_, seconds, cpu in done["phases"])
+    cpu_us = statistics.median(
+        1e6 * cpu / requests
+        for _, record, requests, _, cpu in done["phases"]
+        if not record and requests
+    )
+    return [(r[False], r[True]) for _, r in sorted(rates.items())], busy, cpu_us
 
 
 def _recorded_rows(path: Path) -> int:
@@ -391,8 +414,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=12, help="pairs of whole runs")
     parser.add_argument("--seconds", type=int, default=6, help="seconds a whole run")
     args = parser.parse_args()
-    if min(args.pairs, args.repeats) < 2:
-        parser.error("--pairs and --repeats need at least 2, for quartiles")
+    interleaved = args.design in ("interleaved", "both")
+    separate = args.design in ("separate", "both")
+    if min(args.users, args.runs) < 1:
+        parser.error("--users and --runs need at least 1")
+    if interleaved and (args.pairs < 10 or args.phase <= 0):
+        parser.error("--pairs needs at least 10 and --phase more than 0 s")
+    if separate and (args.repeats < 2 or args.seconds < 1):
+        parser.error("--repeats needs at least 2 and --seconds at least 1")
 
     port = _free_port()
     server = Process(target=_serve, args=(port,), daemon=True)
@@ -402,22 +431,28 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
-            if args.design in ("interleaved", "both"):
-                _interleaved(args, host, work)
-            if args.design in ("separate", "both"):
-                base = _separate(args, host, work)
-            else:
-                base = None
+            # Locust's CPU per request: of the steady phases when there are
+            # some, else of whole runs, start and stop included
+            base = _interleaved(args, host, work) if interleaved else None
+            whole = _separate(args, host, work) if separate else None
     finally:
         server.terminate()
 
     recorder_cpu_us(20_000)  # warms the recorder up: not counted
     own = statistics.median(recorder_cpu_us() for _ in range(3))
-    share = f", {100 * own / base:.1f} % of Locust's {base:.1f} us" if base else ""
+    if base is not None:
+        share = f", {100 * own / base:.1f} % of Locust's {base:.1f} us in a phase"
+    else:
+        share = (
+            f", {100 * own / whole:.1f} % of Locust's {whole:.1f} us in a whole run "
+            "(start and stop included)"
+        )
     print(f"the recorder's own CPU: {own:.2f} us per request{share}")
 
 
-def _interleaved(args, host: str, work: Path) -> None:
+def _interleaved(args, host: str, work: Path) -> float:
+    """The interleaved runs; returns Locust's median CPU us per request in the
+    phases without the recorder."""
     locustfile = work / "interleaved.py"
     locustfile.write_text(INTERLEAVED)
     what = {
@@ -430,15 +465,27 @@ def _interleaved(args, host: str, work: Path) -> None:
         f"{args.phase} s phases, {args.users} users",
         flush=True,
     )
-    pooled = []
+    pooled, cpu = [], []
     for run in range(args.runs):
-        pairs, cpu = run_interleaved(
+        pairs, busy, cpu_us = run_interleaved(
             host, locustfile, args.users, args.pairs, args.phase, args.attach, work
         )
-        _costs(f"run {run + 1} (Locust CPU {cpu:.1f} %)", pairs)
+        _costs(
+            f"run {run + 1} (Locust busy {100 * busy:.1f} % of a core in a phase, "
+            f"{cpu_us:.1f} us CPU per request)",
+            pairs,
+        )
+        if busy < 0.9:
+            print(
+                "  warning: Locust was not the bottleneck in most phases, so these "
+                "rates measure the server or the machine, not what the recorder "
+                "costs Locust; use more --users"
+            )
         pooled += pairs
+        cpu.append(cpu_us)
     if args.runs > 1:
         _costs(f"all {args.runs} runs", pooled)
+    return statistics.median(cpu)
 
 
 def _separate(args, host: str, work: Path) -> float:

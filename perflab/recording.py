@@ -23,9 +23,10 @@ Cost: the request event appends numbers to ``array.array`` columns and looks up 
 codes; the write once a second copies those buffers to the file. Values a column
 cannot hold (a custom client's status that is not a number, say) are kept as null,
 or the number they stand for, with their text in the block's JSON, so nothing is lost.
-``benchmarks/recorder_overhead.py`` measures the cost. An earlier recorder kept the
-fields in Python lists and wrote them as CSV through Arrow: that cost about 7 % of
-Locust's CPU per request, many times what it cost outside Locust (see the benchmark).
+``benchmarks/recorder_overhead.py`` measures the cost (the README quotes it). An
+earlier recorder kept the fields in Python lists and wrote them as CSV through Arrow:
+inside Locust that cost several times what it cost outside, because the objects it
+held made Locust's process collect garbage far more often.
 """
 
 from __future__ import annotations
